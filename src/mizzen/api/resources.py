@@ -1,0 +1,473 @@
+"""Typed, immutable models of the Kubernetes and Istio resources Mizzen reads.
+
+These dataclasses are the contract between parsing (``mizzen.api.parse``) and
+everything downstream (config store, registry, translation). They hold only
+validated data: anything that reaches a model has passed both the CRD-schema
+layer and istiod's semantic checks, so consumers never re-validate.
+
+Conventions:
+- lists are tuples, maps are ``Mapping`` (plain dicts, never mutated);
+- field names are snake_case versions of the YAML names;
+- durations are seconds as ``float``;
+- optional Istio blocks are ``None`` when absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# ---------------------------------------------------------------------------
+# Envelope
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a resource came from: file path and 0-based document index."""
+
+    file: str
+    doc: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.doc}"
+
+
+@dataclass(frozen=True)
+class GroupVersionKind:
+    group: str  # "" for the Kubernetes core group
+    version: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    name: str
+    namespace: str  # defaulted to "default" for namespaced kinds; "" for cluster-scoped
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResourceKey:
+    """Identity of a resource in the config store. Version is not part of it:
+    v1alpha3, v1beta1 and v1 of one Istio kind name the same object."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {where}"
+
+
+# ---------------------------------------------------------------------------
+# Kubernetes core / apps
+
+
+@dataclass(frozen=True)
+class Namespace:
+    meta: ObjectMeta
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    meta: ObjectMeta
+
+
+@dataclass(frozen=True)
+class Secret:
+    meta: ObjectMeta
+    type: str
+    data: Mapping[str, bytes]  # stringData merged in, base64 decoded
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    name: str = ""
+    target_port: int | str | None = None  # None: same as port
+    protocol: str = "TCP"  # TCP, UDP, SCTP
+    app_protocol: str | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    meta: ObjectMeta
+    ports: tuple[ServicePort, ...]
+    selector: Mapping[str, str] | None = None  # None: no selector (manual endpoints)
+    type: str = "ClusterIP"
+    cluster_ip: str | None = None  # "None" for headless
+    external_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    container_port: int
+    name: str = ""
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class HTTPGetAction:
+    port: int | str
+    path: str = "/"
+    scheme: str = "HTTP"
+
+
+@dataclass(frozen=True)
+class Probe:
+    http_get: HTTPGetAction | None = None
+    tcp_socket_port: int | str | None = None
+    exec_command: tuple[str, ...] | None = None
+    initial_delay_seconds: int = 0
+    period_seconds: int = 10
+    timeout_seconds: int = 1
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    image: str = ""
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    ports: tuple[ContainerPort, ...] = ()
+    readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
+    working_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    containers: tuple[Container, ...]
+    service_account_name: str = "default"
+    host_network: bool = False
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    spec: PodSpec
+
+
+@dataclass(frozen=True)
+class Deployment:
+    meta: ObjectMeta
+    replicas: int
+    selector: Mapping[str, str]  # matchLabels
+    template: PodTemplate
+
+
+@dataclass(frozen=True)
+class Pod:
+    meta: ObjectMeta
+    spec: PodSpec
+
+
+# ---------------------------------------------------------------------------
+# Istio networking
+
+
+@dataclass(frozen=True)
+class StringMatch:
+    """Istio StringMatch. ``present`` is the empty match ``{}`` in ``headers``
+    and ``queryParams``: the header must exist, any value."""
+
+    kind: Literal["exact", "prefix", "regex", "present"]
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class HTTPMatchRequest:
+    name: str = ""
+    uri: StringMatch | None = None
+    scheme: StringMatch | None = None
+    method: StringMatch | None = None
+    authority: StringMatch | None = None
+    headers: Mapping[str, StringMatch] = field(default_factory=dict)
+    without_headers: Mapping[str, StringMatch] = field(default_factory=dict)
+    query_params: Mapping[str, StringMatch] = field(default_factory=dict)
+    port: int | None = None
+    source_labels: Mapping[str, str] = field(default_factory=dict)
+    source_namespace: str = ""
+    gateways: tuple[str, ...] = ()
+    ignore_uri_case: bool = False
+
+
+@dataclass(frozen=True)
+class PortSelector:
+    number: int
+
+
+@dataclass(frozen=True)
+class Destination:
+    host: str
+    subset: str = ""
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class HeaderOperations:
+    set: Mapping[str, str] = field(default_factory=dict)
+    add: Mapping[str, str] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Headers:
+    request: HeaderOperations | None = None
+    response: HeaderOperations | None = None
+
+
+@dataclass(frozen=True)
+class HTTPRouteDestination:
+    destination: Destination
+    weight: int | None = None  # None: not given (single destination gets 100)
+    headers: Headers | None = None
+
+
+@dataclass(frozen=True)
+class HTTPRedirect:
+    uri: str = ""
+    authority: str = ""
+    port: int | None = None
+    scheme: str = ""
+    redirect_code: int = 301
+
+
+@dataclass(frozen=True)
+class HTTPDirectResponse:
+    status: int
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class HTTPRewrite:
+    uri: str = ""
+    authority: str = ""
+    uri_regex: tuple[str, str] | None = None  # (match, rewrite)
+
+
+@dataclass(frozen=True)
+class HTTPRetry:
+    attempts: int
+    per_try_timeout: float | None = None
+    retry_on: str = ""
+    retry_remote_localities: bool = False
+
+
+@dataclass(frozen=True)
+class FaultDelay:
+    fixed_delay: float
+    percentage: float = 100.0
+
+
+@dataclass(frozen=True)
+class FaultAbort:
+    http_status: int | None = None
+    grpc_status: str | None = None
+    percentage: float = 100.0
+
+
+@dataclass(frozen=True)
+class HTTPFaultInjection:
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+
+
+@dataclass(frozen=True)
+class HTTPRoute:
+    name: str = ""
+    match: tuple[HTTPMatchRequest, ...] = ()  # empty: matches everything
+    route: tuple[HTTPRouteDestination, ...] = ()
+    redirect: HTTPRedirect | None = None
+    direct_response: HTTPDirectResponse | None = None
+    rewrite: HTTPRewrite | None = None
+    timeout: float | None = None
+    retries: HTTPRetry | None = None
+    fault: HTTPFaultInjection | None = None
+    mirror: Destination | None = None
+    mirror_percentage: float | None = None
+    headers: Headers | None = None
+    cors_policy: Mapping[str, Any] | None = None  # kept raw until translated
+
+
+@dataclass(frozen=True)
+class L4MatchAttributes:
+    destination_subnets: tuple[str, ...] = ()
+    port: int | None = None
+    source_labels: Mapping[str, str] = field(default_factory=dict)
+    source_namespace: str = ""
+    gateways: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteDestination:
+    destination: Destination
+    weight: int | None = None
+
+
+@dataclass(frozen=True)
+class TCPRoute:
+    match: tuple[L4MatchAttributes, ...] = ()
+    route: tuple[RouteDestination, ...] = ()
+
+
+@dataclass(frozen=True)
+class TLSMatchAttributes:
+    sni_hosts: tuple[str, ...]
+    destination_subnets: tuple[str, ...] = ()
+    port: int | None = None
+    source_labels: Mapping[str, str] = field(default_factory=dict)
+    source_namespace: str = ""
+    gateways: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TLSRoute:
+    match: tuple[TLSMatchAttributes, ...]
+    route: tuple[RouteDestination, ...] = ()
+
+
+@dataclass(frozen=True)
+class VirtualService:
+    meta: ObjectMeta
+    hosts: tuple[str, ...]
+    gateways: tuple[str, ...] = ()  # empty means ("mesh",)
+    http: tuple[HTTPRoute, ...] = ()
+    tcp: tuple[TCPRoute, ...] = ()
+    tls: tuple[TLSRoute, ...] = ()
+    export_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrafficPolicy:
+    """DestinationRule traffic policy. Typed where translation reads it today;
+    the rest stays in ``raw`` (validated, camelCase keys) until it is built."""
+
+    load_balancer: Mapping[str, Any] | None = None
+    connection_pool: Mapping[str, Any] | None = None
+    outlier_detection: Mapping[str, Any] | None = None
+    tls: Mapping[str, Any] | None = None
+    port_level_settings: tuple[Mapping[str, Any], ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Subset:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    traffic_policy: TrafficPolicy | None = None
+
+
+@dataclass(frozen=True)
+class DestinationRule:
+    meta: ObjectMeta
+    host: str
+    traffic_policy: TrafficPolicy | None = None
+    subsets: tuple[Subset, ...] = ()
+    export_to: tuple[str, ...] = ()
+    workload_selector: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class GatewayPort:
+    number: int
+    protocol: str  # upper-cased: HTTP, HTTPS, GRPC, HTTP2, MONGO, TCP, TLS
+    name: str = ""
+    target_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Server:
+    port: GatewayPort
+    hosts: tuple[str, ...]
+    bind: str = ""
+    name: str = ""
+    tls: Mapping[str, Any] | None = None  # ServerTLSSettings, camelCase keys
+
+
+@dataclass(frozen=True)
+class Gateway:
+    meta: ObjectMeta
+    servers: tuple[Server, ...]
+    selector: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceEntryPort:
+    number: int
+    protocol: str = ""  # upper-cased; "" when not given
+    name: str = ""
+    target_port: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadEntry:
+    address: str = ""
+    ports: Mapping[str, int] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    network: str = ""
+    locality: str = ""
+    weight: int | None = None
+    service_account: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    meta: ObjectMeta
+    hosts: tuple[str, ...]
+    ports: tuple[ServiceEntryPort, ...] = ()
+    addresses: tuple[str, ...] = ()
+    location: Literal["MESH_EXTERNAL", "MESH_INTERNAL"] = "MESH_EXTERNAL"
+    resolution: Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"] = "NONE"
+    endpoints: tuple[WorkloadEntry, ...] = ()
+    workload_selector: Mapping[str, str] | None = None
+    export_to: tuple[str, ...] = ()
+    subject_alt_names: tuple[str, ...] = ()
+
+
+Spec = (
+    Namespace
+    | ServiceAccount
+    | Secret
+    | Service
+    | Deployment
+    | Pod
+    | VirtualService
+    | DestinationRule
+    | Gateway
+    | ServiceEntry
+)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One accepted resource: identity, where it came from, and its model."""
+
+    gvk: GroupVersionKind
+    source: Source
+    obj: Spec
+
+    @property
+    def meta(self) -> ObjectMeta:
+        return self.obj.meta
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(self.gvk.group, self.gvk.kind, self.meta.namespace, self.meta.name)
