@@ -1,0 +1,290 @@
+"""The per-pod agent: prepare as root, drop to uid 1337, run Envoy and health.
+
+Why the two phases: the agent's own traffic (to the control plane, to Envoy's
+admin) must not be captured by the pod's iptables rules, which exempt uid
+1337, and Envoy should be a child of an unprivileged process. But the Python
+interpreter and the mizzen sources may live under a 0700 home directory that
+uid 1337 cannot read. So, as root, the agent resolves (and if needed copies)
+the Envoy binary, creates its work directory and imports every module it will
+need; only then does it switch to uid 1337 and write the bootstrap, start
+Envoy and serve ``/healthz/ready``.
+
+Files in the work directory:
+
+    bootstrap.json   the Envoy bootstrap
+    envoy.log        Envoy's stdout and stderr
+    admin.address    Envoy's bound admin address (written by Envoy)
+    health.port      the bound health port (useful with --health-port 0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mizzen.agent.bootstrap import (
+    BootstrapError,
+    BootstrapOptions,
+    render_bootstrap_json,
+    validate_options,
+)
+from mizzen.agent.envoy import (
+    PROXY_GID,
+    PROXY_UID,
+    EnvoyCommand,
+    EnvoyError,
+    EnvoyProcess,
+    ensure_binary_for,
+    makedirs_reachable,
+    parent_death_hook,
+    resolve_envoy_binary,
+    start_envoy,
+    unreachable_reason,
+)
+from mizzen.agent.health import (
+    HealthServer,
+    ReadinessMonitor,
+    admin_from_file,
+    check_envoy,
+    fixed_admin,
+)
+
+log = logging.getLogger("mizzen.agent")
+
+BOOTSTRAP_FILE = "bootstrap.json"
+ENVOY_LOG_FILE = "envoy.log"
+ADMIN_ADDRESS_FILE = "admin.address"
+HEALTH_PORT_FILE = "health.port"
+
+# Modules that code after the privilege drop may import lazily. Loading them
+# while still root means a 0700 interpreter directory cannot break us later.
+_PRELOAD = (
+    "encodings.ascii",
+    "encodings.latin_1",
+    "encodings.utf_8",
+    "encodings.idna",
+    "stringprep",
+    "unicodedata",
+    "concurrent.futures.thread",
+    "asyncio.unix_events",
+    "asyncio.selector_events",
+    "asyncio.base_subprocess",
+    "json.decoder",
+    "json.encoder",
+    "subprocess",
+    "selectors",
+    "threading",
+    "traceback",
+    "linecache",
+    "tokenize",
+    "logging.handlers",
+)
+
+
+class AgentError(RuntimeError):
+    """A problem that stops the agent, phrased for the user."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything ``mizzen agent`` needs; built by the CLI."""
+
+    bootstrap: BootstrapOptions
+    workdir: Path
+    health_address: str = "0.0.0.0"
+    health_port: int = 15021
+    concurrency: int = 2
+    envoy_binary: Path | None = None
+    envoy_bin_dir: Path | None = None
+    drop_privileges: bool = True
+    proxy_uid: int = PROXY_UID
+    proxy_gid: int = PROXY_GID
+    envoy_log_level: str = "warning"
+    stop_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the privileged phase hands to the unprivileged one."""
+
+    envoy_binary: Path
+    pdeathsig: Callable[[], None] | None
+
+
+def preload_modules() -> None:
+    for name in _PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def prepare(config: AgentConfig) -> Prepared:
+    """The privileged phase (root, unless --no-drop): binary, work dir, imports."""
+    try:
+        validate_options(config.bootstrap)
+    except BootstrapError as e:
+        raise AgentError(str(e)) from None
+    if config.concurrency < 1:
+        raise AgentError("concurrency: must be at least 1")
+    if not 0 <= config.health_port <= 65535:
+        raise AgentError(f"health-port: must be 0..65535, not {config.health_port}")
+    drop = config.drop_privileges
+    if drop and os.geteuid() != 0:
+        raise AgentError(
+            f"the agent must start as root to switch to uid {config.proxy_uid}; "
+            "pass --no-drop to run everything as the current user"
+        )
+    uid, gid = (config.proxy_uid, config.proxy_gid) if drop else (os.getuid(), os.getgid())
+    workdir = Path(os.path.abspath(config.workdir))
+    try:
+        makedirs_reachable(workdir.parent)
+        workdir.mkdir(mode=0o750, exist_ok=True)
+        if drop:
+            os.chown(workdir, uid, gid)
+            os.chmod(workdir, 0o750)
+    except OSError as e:
+        raise AgentError(f"cannot create work directory {workdir}: {e}") from None
+    reason = unreachable_reason(workdir, uid, gid, 7)
+    if reason is not None:
+        raise AgentError(
+            f"uid {uid} cannot use work directory {workdir}: {reason}; "
+            "choose a --workdir it can reach"
+        )
+    try:
+        binary = resolve_envoy_binary(config.envoy_binary)
+        if drop:
+            binary = ensure_binary_for(binary, uid, gid, config.envoy_bin_dir or config.workdir)
+    except EnvoyError as e:
+        raise AgentError(str(e)) from None
+    except OSError as e:
+        raise AgentError(f"cannot prepare the Envoy binary: {e}") from None
+    preload_modules()
+    return Prepared(envoy_binary=binary, pdeathsig=parent_death_hook())
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """Become ``uid``/``gid`` for good, with no supplementary groups."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != gid:
+        raise AgentError(f"could not switch to uid {uid} gid {gid}")
+
+
+def _write(path: Path, text: str, mode: int = 0o640) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+async def serve(config: AgentConfig, prepared: Prepared, stop: asyncio.Event) -> int:
+    """The unprivileged phase; returns the exit code once ``stop`` is set or Envoy dies."""
+    workdir = Path(os.path.abspath(config.workdir))
+    bootstrap_path = workdir / BOOTSTRAP_FILE
+    admin_path = workdir / ADMIN_ADDRESS_FILE
+    health_port_path = workdir / HEALTH_PORT_FILE
+    for stale in (admin_path, health_port_path):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    _write(bootstrap_path, render_bootstrap_json(config.bootstrap))
+
+    opts = config.bootstrap
+    if opts.admin_port == 0:
+        locate = admin_from_file(admin_path)
+    else:
+        host = "127.0.0.1" if opts.admin_address in ("0.0.0.0", "") else opts.admin_address
+        locate = fixed_admin(host, opts.admin_port)
+    monitor = ReadinessMonitor(lambda: check_envoy(locate))
+    server = HealthServer(monitor)
+    try:
+        port = await server.start(config.health_address, config.health_port)
+    except OSError as e:
+        log.error(
+            "cannot listen for health checks on %s:%d: %s",
+            config.health_address,
+            config.health_port,
+            e,
+        )
+        return 1
+    _write(health_port_path, f"{port}\n", 0o644)
+
+    command = EnvoyCommand(
+        binary=prepared.envoy_binary,
+        bootstrap=bootstrap_path,
+        admin_address_path=admin_path,
+        concurrency=config.concurrency,
+        log_level=config.envoy_log_level,
+    )
+    try:
+        envoy = start_envoy(command, workdir / ENVOY_LOG_FILE, pdeathsig=prepared.pdeathsig)
+    except OSError as e:
+        await server.close()
+        log.error("cannot start Envoy %s: %s", prepared.envoy_binary, e)
+        return 1
+    log.info(
+        "Envoy pid %d started (uid %d); health on %s:%d/healthz/ready; logs in %s",
+        envoy.pid,
+        os.getuid(),
+        config.health_address,
+        port,
+        envoy.log_path,
+    )
+    poller = asyncio.create_task(monitor.run())
+    try:
+        code = await _wait_stop_or_exit(stop, envoy)
+    finally:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        await envoy.stop_async(config.stop_timeout_s)
+        await server.close()
+    return code
+
+
+async def _wait_stop_or_exit(stop: asyncio.Event, envoy: EnvoyProcess) -> int:
+    # Popen has no awaitable exit; poll it alongside the stop event.
+    while not stop.is_set():
+        rc = envoy.poll()
+        if rc is not None:
+            log.error(
+                "Envoy exited unexpectedly with code %d; last lines of %s:\n%s",
+                rc,
+                envoy.log_path,
+                envoy.log_tail(),
+            )
+            return 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+    return 0
+
+
+async def _run(config: AgentConfig, prepared: Prepared) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await serve(config, prepared, stop)
+
+
+def run_agent(config: AgentConfig) -> int:
+    """Run until SIGTERM/SIGINT (exit 0) or until Envoy dies (exit 1).
+
+    Raises AgentError for problems found before Envoy starts.
+    """
+    # Fix the work directory before the chdir below can change its meaning.
+    config = dataclasses.replace(config, workdir=Path(os.path.abspath(config.workdir)))
+    prepared = prepare(config)
+    if config.drop_privileges:
+        drop_privileges(config.proxy_uid, config.proxy_gid)
+    # The old working directory may be unreadable to uid 1337.
+    os.chdir(os.path.abspath(config.workdir))
+    return asyncio.run(_run(config, prepared))
