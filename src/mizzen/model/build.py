@@ -1,0 +1,187 @@
+"""Build the immutable ``MeshSnapshot`` of one push from the accepted
+resources and the runtime's facts (pod addresses, service VIPs).
+
+Pure: same inputs, same snapshot. Every index keeps resource order (the
+order the config store first saw each object), which stands in for
+Kubernetes creation time: Istio lets the oldest VirtualService win when
+several bind the same host to the mesh.
+
+Host names in VirtualService ``hosts`` and DestinationRule ``host`` are
+resolved to FQDNs relative to the namespace of the resource that names them:
+
+* a ServiceEntry host, or a name with two dots or more, is taken as written;
+* ``reviews`` -> ``reviews.<ns>.svc.<suffix>``;
+* ``reviews.other`` -> ``reviews.other.svc.<suffix>``;
+* a wildcard (``*``, ``*.example.com``) is indexed under every known service
+  hostname it covers, after the exact-host matches for that hostname, most
+  specific wildcard first, so that translation can take the first entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar
+
+from mizzen.api.resources import DestinationRule, Gateway, Resource, ServiceEntry, VirtualService
+from mizzen.model.snapshot import DEFAULT_DOMAIN_SUFFIX, MeshSnapshot
+from mizzen.registry.endpoints import service_endpoints, workloads
+from mizzen.registry.pods import plan_pods
+from mizzen.registry.services import mesh_services
+
+__all__ = [
+    "build_snapshot",
+    "gateway_key",
+    "host_matches",
+    "is_wildcard",
+    "resolve_host",
+]
+
+MESH_GATEWAY = "mesh"
+
+T = TypeVar("T", VirtualService, DestinationRule)
+K = TypeVar("K")
+
+
+def build_snapshot(
+    resources: Sequence[Resource],
+    pod_ips: Mapping[tuple[str, str], str],
+    vips: Mapping[str, str],
+    version: str,
+    domain_suffix: str = DEFAULT_DOMAIN_SUFFIX,
+) -> MeshSnapshot:
+    services = mesh_services(resources, vips, domain_suffix)
+    pods = workloads(plan_pods(resources), pod_ips)
+    virtual_services = _objects(resources, VirtualService)
+    destination_rules = _objects(resources, DestinationRule)
+    se_hosts = frozenset(
+        host for r in resources if isinstance(r.obj, ServiceEntry) for host in r.obj.hosts
+    )
+    known = tuple(services)
+    return MeshSnapshot(
+        version=version,
+        services=services,
+        endpoints=service_endpoints(resources, services, pods),
+        workloads=pods,
+        virtual_services=virtual_services,
+        destination_rules=destination_rules,
+        gateways=_objects(resources, Gateway),
+        domain_suffix=domain_suffix,
+        mesh_vs_by_host=_index_by_host(
+            [(vs, vs.meta.namespace, vs.hosts) for vs in virtual_services if _binds_mesh(vs)],
+            known,
+            se_hosts,
+            domain_suffix,
+        ),
+        vs_by_gateway=_vs_by_gateway(virtual_services),
+        dr_by_host=_index_by_host(
+            [(dr, dr.meta.namespace, (dr.host,)) for dr in destination_rules],
+            known,
+            se_hosts,
+            domain_suffix,
+        ),
+    )
+
+
+def resolve_host(
+    host: str,
+    namespace: str,
+    domain_suffix: str = DEFAULT_DOMAIN_SUFFIX,
+    service_entry_hosts: Iterable[str] = (),
+) -> str:
+    """FQDN of a host named by a resource in ``namespace`` (rules above);
+    wildcards are returned unchanged."""
+    if is_wildcard(host) or host in service_entry_hosts:
+        return host
+    dots = host.count(".")
+    if dots == 0:
+        return f"{host}.{namespace}.svc.{domain_suffix}"
+    if dots == 1:
+        return f"{host}.svc.{domain_suffix}"
+    return host
+
+
+def is_wildcard(host: str) -> bool:
+    return host.startswith("*")
+
+
+def host_matches(pattern: str, hostname: str) -> bool:
+    """Whether ``pattern`` (exact or ``*``/``*.suffix``) covers ``hostname``.
+    A wildcard hostname (a ServiceEntry's ``*.example.com``) is covered by an
+    equal or wider wildcard."""
+    if pattern == "*":
+        return True
+    if not is_wildcard(pattern):
+        return pattern == hostname
+    suffix = pattern[1:]  # ".example.com"
+    if is_wildcard(hostname):
+        return hostname[1:].endswith(suffix)
+    return hostname.endswith(suffix) and len(hostname) > len(suffix)
+
+
+def gateway_key(reference: str, namespace: str) -> str:
+    """ "ns/name" of a Gateway referenced from a VirtualService in ``namespace``:
+    ``name`` is relative to it, ``ns/name`` explicit, and the older
+    ``name.ns[.svc...]`` form is still understood."""
+    if "/" in reference:
+        return reference
+    if "." in reference:
+        name, ns = reference.split(".")[:2]
+        return f"{ns}/{name}"
+    return f"{namespace}/{reference}"
+
+
+def _objects(resources: Sequence[Resource], kind: type[K]) -> tuple[K, ...]:
+    return tuple(r.obj for r in resources if isinstance(r.obj, kind))
+
+
+def _binds_mesh(vs: VirtualService) -> bool:
+    return not vs.gateways or MESH_GATEWAY in vs.gateways
+
+
+def _vs_by_gateway(
+    virtual_services: Sequence[VirtualService],
+) -> dict[str, tuple[VirtualService, ...]]:
+    index: dict[str, list[VirtualService]] = {}
+    for vs in virtual_services:
+        keys = dict.fromkeys(
+            gateway_key(ref, vs.meta.namespace) for ref in vs.gateways if ref != MESH_GATEWAY
+        )
+        for key in keys:
+            index.setdefault(key, []).append(vs)
+    return {key: tuple(items) for key, items in index.items()}
+
+
+def _index_by_host(
+    entries: Sequence[tuple[T, str, tuple[str, ...]]],
+    known: Sequence[str],
+    se_hosts: frozenset[str],
+    domain_suffix: str,
+) -> dict[str, tuple[T, ...]]:
+    """hostname -> objects naming it: exact names first (resource order), then
+    wildcards covering it, narrowest first."""
+    exact: dict[str, list[T]] = {}
+    wild: dict[str, list[tuple[int, int, T]]] = {}
+    for position, (obj, namespace, hosts) in enumerate(entries):
+        resolved = (resolve_host(h, namespace, domain_suffix, se_hosts) for h in hosts)
+        for hostname in dict.fromkeys(resolved):
+            if not is_wildcard(hostname):
+                _append_once(exact.setdefault(hostname, []), obj)
+                continue
+            for target in known:
+                if target == hostname:  # a ServiceEntry's own wildcard host
+                    _append_once(exact.setdefault(target, []), obj)
+                elif host_matches(hostname, target):
+                    wild.setdefault(target, []).append((-len(hostname), position, obj))
+    index: dict[str, tuple[T, ...]] = {}
+    for hostname in dict.fromkeys([*exact, *wild]):
+        ordered = list(exact.get(hostname, []))
+        for _, _, obj in sorted(wild.get(hostname, []), key=lambda item: item[:2]):
+            _append_once(ordered, obj)
+        index[hostname] = tuple(ordered)
+    return index
+
+
+def _append_once(items: list[T], obj: T) -> None:
+    # Identity, not equality: two distinct but equal objects are both kept.
+    if not any(existing is obj for existing in items):
+        items.append(obj)
