@@ -1,0 +1,176 @@
+"""Clusters (CDS): outbound per service port and subset, inbound per pod port,
+and the fixed passthrough/blackhole clusters Istio users know by name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+
+from mizzen.model.snapshot import MeshService, MeshSnapshot, Proxy, ServicePort
+from mizzen.translate import names
+from mizzen.translate.filters import ads_config_source, duration, pack
+from mizzen.translate.lookup import (
+    destination_rule,
+    inbound_ports,
+    labels_match,
+    visible_services,
+)
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+Discovery = Literal["EDS", "STRICT_DNS", "ORIGINAL_DST"]
+
+
+@dataclass(frozen=True)
+class OutboundCluster:
+    """One outbound cluster before it becomes protobuf; EDS reads it too."""
+
+    name: str
+    service: MeshService
+    port: ServicePort
+    subset_labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def discovery(self) -> Discovery:
+        return discovery_of(self.service)
+
+
+def discovery_of(service: MeshService) -> Discovery:
+    if service.resolution == "DNS" and not service.hostname.startswith("*"):
+        return "STRICT_DNS"
+    if service.resolution in ("NONE", "DNS"):
+        # No addresses to balance over: connect where the app was going.
+        return "ORIGINAL_DST"
+    return "EDS"
+
+
+def outbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[OutboundCluster]:
+    out = []
+    for service in visible_services(snapshot, proxy):
+        rule = destination_rule(snapshot, service.hostname)
+        subsets = rule.subsets if rule is not None else ()
+        for port in service.ports:
+            out.append(
+                OutboundCluster(names.outbound_cluster(port.port, service.hostname), service, port)
+            )
+            out.extend(
+                OutboundCluster(
+                    names.outbound_cluster(port.port, service.hostname, subset.name),
+                    service,
+                    port,
+                    subset.labels,
+                )
+                for subset in subsets
+            )
+    return out
+
+
+def socket_address(address: str, port: int) -> Any:
+    return address_pb2.Address(
+        socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+    )
+
+
+def static_assignment(name: str, targets: list[tuple[str, int]]) -> Any:
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=name,
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(
+                lb_endpoints=[
+                    endpoint_components_pb2.LbEndpoint(endpoint={"address": socket_address(a, p)})
+                    for a, p in targets
+                ]
+            )
+        ],
+    )
+
+
+def _base(name: str, kind: Any) -> Any:
+    return cluster_pb2.Cluster(
+        name=name, type=kind, connect_timeout=duration(CONNECT_TIMEOUT_SECONDS)
+    )
+
+
+def _use_http2(cluster: Any) -> None:
+    options = http_protocol_options_pb2.HttpProtocolOptions()
+    options.explicit_http_config.http2_protocol_options.SetInParent()
+    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
+
+
+def _original_dst(name: str) -> Any:
+    cluster = _base(name, cluster_pb2.Cluster.ORIGINAL_DST)
+    cluster.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    return cluster
+
+
+def _dns_targets(snapshot: MeshSnapshot, spec: OutboundCluster) -> list[tuple[str, int]]:
+    endpoints = snapshot.endpoints_of(spec.service.hostname, spec.port.port)
+    chosen = [e for e in endpoints if labels_match(spec.subset_labels, e.labels)]
+    if not endpoints:
+        # A DNS ServiceEntry without endpoints resolves its own host name.
+        return [(spec.service.hostname, spec.port.port)]
+    return sorted((e.address, e.port) for e in chosen)
+
+
+def outbound_cluster(snapshot: MeshSnapshot, spec: OutboundCluster) -> Any:
+    if spec.discovery == "ORIGINAL_DST":
+        cluster = _original_dst(spec.name)
+    elif spec.discovery == "STRICT_DNS":
+        cluster = _base(spec.name, cluster_pb2.Cluster.STRICT_DNS)
+        cluster.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
+        cluster.load_assignment.CopyFrom(static_assignment(spec.name, _dns_targets(snapshot, spec)))
+    else:
+        cluster = _base(spec.name, cluster_pb2.Cluster.EDS)
+        cluster.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
+        cluster.eds_cluster_config.service_name = spec.name
+    if spec.port.protocol in ("HTTP2", "GRPC"):
+        _use_http2(cluster)
+    return cluster
+
+
+def _bind_from_proxy(cluster: Any) -> None:
+    cluster.upstream_bind_config.source_address.address = names.INBOUND_UPSTREAM_BIND_ADDRESS
+    cluster.upstream_bind_config.source_address.port_value = 0
+
+
+def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[Any]:
+    out = []
+    for inbound in inbound_ports(snapshot, proxy):
+        name = names.inbound_cluster(inbound.port)
+        cluster = _base(name, cluster_pb2.Cluster.STATIC)
+        cluster.load_assignment.CopyFrom(
+            static_assignment(name, [(names.INBOUND_APP_ADDRESS, inbound.port)])
+        )
+        _bind_from_proxy(cluster)
+        if inbound.protocol in ("HTTP2", "GRPC"):
+            _use_http2(cluster)
+        out.append(cluster)
+    return out
+
+
+def fixed_clusters(proxy: Proxy) -> list[Any]:
+    out = [
+        _original_dst(names.PASSTHROUGH_CLUSTER),
+        _base(names.BLACKHOLE_CLUSTER, cluster_pb2.Cluster.STATIC),
+    ]
+    if proxy.type == "sidecar":
+        inbound = _original_dst(names.INBOUND_PASSTHROUGH_CLUSTER)
+        _bind_from_proxy(inbound)
+        out.append(inbound)
+    return out
+
+
+def build_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[Any]:
+    """All clusters of a proxy, sorted by name."""
+    out = [outbound_cluster(snapshot, spec) for spec in outbound_clusters(snapshot, proxy)]
+    if proxy.type == "sidecar":
+        out += inbound_clusters(snapshot, proxy)
+    out += fixed_clusters(proxy)
+    return sorted(out, key=lambda c: c.name)

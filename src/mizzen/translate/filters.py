@@ -1,0 +1,119 @@
+"""Network filters (HTTP connection manager, TCP proxy) and their access logs.
+
+Listeners of every kind share these so that a request looks the same in the
+logs whichever path it took: the response flags and the upstream cluster are
+always on the line, because they are how a 503 gets explained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.core.v3 import config_source_pb2, substitution_format_string_pb2
+from envoy.config.listener.v3 import listener_components_pb2
+from envoy.extensions.access_loggers.stream.v3 import stream_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
+
+HCM_FILTER = "envoy.filters.network.http_connection_manager"
+TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
+ROUTER_FILTER = "envoy.filters.http.router"
+FAULT_FILTER = "envoy.filters.http.fault"
+ORIGINAL_DST_FILTER = "envoy.filters.listener.original_dst"
+STDOUT_ACCESS_LOG = "envoy.access_loggers.stdout"
+
+HTTP_LOG_FORMAT = (
+    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" '
+    "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% "
+    "%BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
+    '"%REQ(:AUTHORITY)%" "%REQ(X-REQUEST-ID)%" "%REQ(USER-AGENT)%" '
+    '%UPSTREAM_CLUSTER% "%UPSTREAM_HOST%" '
+    "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %ROUTE_NAME%\n"
+)
+TCP_LOG_FORMAT = (
+    "[%START_TIME%] tcp %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
+    '%UPSTREAM_CLUSTER% "%UPSTREAM_HOST%" '
+    "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS%\n"
+)
+
+
+def pack(message: Any) -> Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def duration(seconds: float) -> Any:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(seconds * 1_000_000_000))
+    return value
+
+
+def ads_config_source() -> Any:
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.V3,
+    )
+
+
+def stdout_access_log(text_format: str) -> Any:
+    logger = stream_pb2.StdoutAccessLog(
+        log_format=substitution_format_string_pb2.SubstitutionFormatString(
+            text_format_source={"inline_string": text_format}
+        )
+    )
+    return accesslog_pb2.AccessLog(name=STDOUT_ACCESS_LOG, typed_config=pack(logger))
+
+
+def http_filters() -> list[Any]:
+    # The fault filter is always present (a no-op without per-route config) so
+    # that a VirtualService adding a fault never changes the listener.
+    return [
+        hcm_pb2.HttpFilter(name=FAULT_FILTER, typed_config=pack(fault_pb2.HTTPFault())),
+        hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router())),
+    ]
+
+
+def http_connection_manager(
+    stat_prefix: str,
+    *,
+    rds_name: str | None = None,
+    route_config: Any = None,
+    use_remote_address: bool = False,
+) -> Any:
+    """An HCM filter with routes from RDS (``rds_name``) or inline."""
+    manager = hcm_pb2.HttpConnectionManager(
+        stat_prefix=stat_prefix,
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        http_filters=http_filters(),
+        access_log=[stdout_access_log(HTTP_LOG_FORMAT)],
+        normalize_path=wrappers_pb2.BoolValue(value=True),
+        use_remote_address=wrappers_pb2.BoolValue(value=use_remote_address),
+    )
+    if rds_name is not None:
+        manager.rds.config_source.CopyFrom(ads_config_source())
+        manager.rds.route_config_name = rds_name
+    else:
+        manager.route_config.CopyFrom(route_config)
+    return listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(manager))
+
+
+def tcp_proxy(
+    stat_prefix: str, cluster: str = "", weights: tuple[tuple[str, int], ...] = ()
+) -> Any:
+    """A TCP proxy filter to one cluster, or split by ``(cluster, weight)``."""
+    proxy = tcp_proxy_pb2.TcpProxy(
+        stat_prefix=stat_prefix, access_log=[stdout_access_log(TCP_LOG_FORMAT)]
+    )
+    if weights:
+        for name, weight in weights:
+            proxy.weighted_clusters.clusters.add(name=name, weight=weight)
+    else:
+        proxy.cluster = cluster
+    return listener_components_pb2.Filter(name=TCP_PROXY_FILTER, typed_config=pack(proxy))
