@@ -1,0 +1,670 @@
+"""YAML text to typed resources: one file's content in, a ``LoadResult`` out.
+
+Each document goes through identification (apiVersion/kind), the schema layer,
+the semantic layer, and only then into a model, so models never hold
+unchecked data. Every problem is reported; nothing raises.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from mizzen.api import validate_istio, validate_kube
+from mizzen.api.errors import ConfigError, LoadResult, Skipped
+from mizzen.api.resources import (
+    Container,
+    ContainerPort,
+    Deployment,
+    Destination,
+    DestinationRule,
+    EnvVar,
+    FaultAbort,
+    FaultDelay,
+    Gateway,
+    GatewayPort,
+    GroupVersionKind,
+    HeaderOperations,
+    Headers,
+    HTTPDirectResponse,
+    HTTPFaultInjection,
+    HTTPGetAction,
+    HTTPMatchRequest,
+    HTTPRedirect,
+    HTTPRetry,
+    HTTPRewrite,
+    HTTPRoute,
+    HTTPRouteDestination,
+    L4MatchAttributes,
+    Namespace,
+    ObjectMeta,
+    Pod,
+    PodSpec,
+    PodTemplate,
+    Probe,
+    Resource,
+    RouteDestination,
+    Secret,
+    Server,
+    Service,
+    ServiceAccount,
+    ServiceEntry,
+    ServiceEntryPort,
+    ServicePort,
+    Source,
+    Spec,
+    StringMatch,
+    Subset,
+    TCPRoute,
+    TLSMatchAttributes,
+    TLSRoute,
+    TrafficPolicy,
+    VirtualService,
+    WorkloadEntry,
+)
+from mizzen.api.validate_crd import Problems, check_spec, parse_duration, type_name
+
+Raw = Mapping[str, Any]
+
+ISTIO_NETWORKING = "networking.istio.io"
+ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+ISTIO_KINDS = ("VirtualService", "DestinationRule", "Gateway", "ServiceEntry")
+# group -> kind -> supported versions
+SUPPORTED: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "": {k: ("v1",) for k in ("Namespace", "ServiceAccount", "Service", "Pod", "Secret")},
+    "apps": {"Deployment": ("v1",)},
+    ISTIO_NETWORKING: {k: ISTIO_VERSIONS for k in ISTIO_KINDS},
+}
+CLUSTER_SCOPED = frozenset({("", "Namespace")})
+
+
+@dataclass(frozen=True)
+class _Doc:
+    source: Source
+    body: Any
+
+
+def parse_text(text: str, file: str) -> LoadResult:
+    """Parse every YAML (or JSON) document of one file."""
+    resources: list[Resource] = []
+    errors: list[ConfigError] = []
+    skipped: list[Skipped] = []
+    for doc in _documents(text, file, errors):
+        for item in _expand_lists(doc, errors):
+            outcome = parse_document(item.body, item.source)
+            if isinstance(outcome, Resource):
+                resources.append(outcome)
+            elif isinstance(outcome, Skipped):
+                skipped.append(outcome)
+            else:
+                errors.extend(outcome)
+    return LoadResult(tuple(resources), tuple(errors), tuple(skipped))
+
+
+def _documents(text: str, file: str, errors: list[ConfigError]) -> Iterator[_Doc]:
+    n = 0
+    stream = yaml.safe_load_all(text)
+    while True:
+        try:
+            body = next(stream)
+        except StopIteration:
+            return
+        except yaml.YAMLError as exc:
+            errors.append(ConfigError(Source(file, n), "document", "", _yaml_message(exc)))
+            # The parser cannot resynchronise after a syntax error.
+            return
+        if body is not None:
+            yield _Doc(Source(file, n), _normalise(body))
+        n += 1
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return f"YAML syntax error: {problem}"
+
+
+def _normalise(value: Any) -> Any:
+    # Kubernetes turns YAML into JSON, where every key is a string.
+    if isinstance(value, dict):
+        return {_key_text(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def _key_text(k: object) -> str:
+    if isinstance(k, bool):
+        return "true" if k else "false"
+    return "null" if k is None else str(k)
+
+
+def _expand_lists(doc: _Doc, errors: list[ConfigError]) -> Iterator[_Doc]:
+    body = doc.body
+    if isinstance(body, dict) and body.get("kind") == "List" and "items" in body:
+        items = body["items"]
+        if not isinstance(items, list):
+            errors.append(ConfigError(doc.source, "List", "items", "must be a list"))
+            return
+        for item in items:
+            if item is not None:
+                yield _Doc(doc.source, item)
+        return
+    yield doc
+
+
+def resource_label(kind: str, namespace: str, name: str) -> str:
+    shown = name or "<unnamed>"
+    return f"{kind} {namespace}/{shown}" if namespace else f"{kind} {shown}"
+
+
+def parse_document(body: Any, source: Source) -> Resource | Skipped | list[ConfigError]:
+    """Identify, validate and build one document."""
+
+    def fail(resource: str, path: str, message: str) -> list[ConfigError]:
+        return [ConfigError(source, resource, path, message)]
+
+    if not isinstance(body, dict):
+        return fail(
+            "document", "", f"expected a Kubernetes object (a mapping), got {type_name(body)}"
+        )
+    api_version = body.get("apiVersion")
+    kind = body.get("kind")
+    if not api_version or not isinstance(api_version, str):
+        return fail("document", "apiVersion", "required (for example networking.istio.io/v1)")
+    if not kind or not isinstance(kind, str):
+        return fail("document", "kind", "required (for example VirtualService)")
+    group, _, version = api_version.rpartition("/")
+    raw_meta = body.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+    raw_name = meta.get("name")
+    name = raw_name if isinstance(raw_name, str) else ""
+    namespaced = (group, kind) not in CLUSTER_SCOPED
+    raw_ns = meta.get("namespace")
+    namespace = (raw_ns if isinstance(raw_ns, str) and raw_ns else "default") if namespaced else ""
+    label = resource_label(kind, namespace, name)
+    gvk = GroupVersionKind(group, version, kind)
+
+    versions = SUPPORTED.get(group, {}).get(kind)
+    if versions is None:
+        where = f" ({group})" if group else ""
+        # The scope of an unknown kind is unknown: show only what was written.
+        shown = f"{raw_ns}/{name}" if isinstance(raw_ns, str) and raw_ns else name
+        return Skipped(source, gvk, shown, f"kind {kind}{where} is not supported yet; skipped")
+    if version not in versions:
+        wanted = " or ".join(f"{group}/{v}" if group else v for v in versions)
+        return fail(label, "apiVersion", f"{api_version} has no {kind}; use {wanted}")
+
+    problems: Problems = []
+    validate_kube.check_metadata(body, namespaced=namespaced, out=problems)
+    if group == ISTIO_NETWORKING:
+        spec: Any = _drop_nulls(body.get("spec"))
+        check_spec(kind, spec, problems)
+        if spec is None:
+            spec = {}
+        if not problems:
+            problems.extend(validate_istio.CHECKS[kind](spec))
+    else:
+        problems.extend(validate_kube.CHECKS[kind](body))
+    if problems:
+        return [ConfigError(source, label, path, message) for path, message in problems]
+
+    object_meta = ObjectMeta(
+        name=name,
+        namespace=namespace,
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+    )
+    if group == ISTIO_NETWORKING:
+        obj: Spec = _ISTIO_BUILDERS[kind](object_meta, spec)
+    else:
+        obj = _KUBE_BUILDERS[kind](object_meta, body)
+    return Resource(gvk, source, obj)
+
+
+def _drop_nulls(value: Any) -> Any:
+    # The API server prunes nulls of non-nullable fields before validating.
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Builders: inputs are validated, so they read fields without re-checking.
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else parse_duration(value)
+
+
+def _strmap(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+def _tuple(value: Any) -> tuple[str, ...]:
+    return tuple(value or ())
+
+
+def _string_match(raw: Any, *, present: bool) -> StringMatch | None:
+    if raw is None:
+        return None
+    for kind in ("exact", "prefix", "regex"):
+        if kind in raw:
+            return StringMatch(kind, raw[kind])
+    return StringMatch("present") if present else None
+
+
+def _match_map(raw: Any) -> dict[str, StringMatch]:
+    out: dict[str, StringMatch] = {}
+    for name, value in (raw or {}).items():
+        match = _string_match(value, present=True)
+        if match is not None:
+            out[name] = match
+    return out
+
+
+def _destination(raw: Raw) -> Destination:
+    return Destination(
+        host=raw["host"],
+        subset=raw.get("subset", ""),
+        port=(raw.get("port") or {}).get("number"),
+    )
+
+
+def _header_ops(raw: Any) -> HeaderOperations | None:
+    if raw is None:
+        return None
+    return HeaderOperations(
+        _strmap(raw.get("set")), _strmap(raw.get("add")), _tuple(raw.get("remove"))
+    )
+
+
+def _headers(raw: Any) -> Headers | None:
+    if raw is None:
+        return None
+    return Headers(_header_ops(raw.get("request")), _header_ops(raw.get("response")))
+
+
+def _percent(raw: Any, fallback: Any = None) -> float:
+    if raw is not None and raw.get("value") is not None:
+        return float(raw["value"])
+    return 100.0 if fallback is None else float(fallback)
+
+
+def _http_match(raw: Raw) -> HTTPMatchRequest:
+    return HTTPMatchRequest(
+        name=raw.get("name", ""),
+        uri=_string_match(raw.get("uri"), present=False),
+        scheme=_string_match(raw.get("scheme"), present=False),
+        method=_string_match(raw.get("method"), present=False),
+        authority=_string_match(raw.get("authority"), present=False),
+        headers=_match_map(raw.get("headers")),
+        without_headers=_match_map(raw.get("withoutHeaders")),
+        query_params=_match_map(raw.get("queryParams")),
+        port=raw.get("port"),
+        source_labels=_strmap(raw.get("sourceLabels")),
+        source_namespace=raw.get("sourceNamespace", ""),
+        gateways=_tuple(raw.get("gateways")),
+        ignore_uri_case=bool(raw.get("ignoreUriCase", False)),
+    )
+
+
+def _http_route(raw: Raw) -> HTTPRoute:
+    redirect = raw.get("redirect")
+    direct = raw.get("directResponse")
+    rewrite = raw.get("rewrite")
+    retries = raw.get("retries")
+    fault = raw.get("fault")
+    mirror = raw.get("mirror")
+    mirrors = raw.get("mirrors") or []
+    mirror_percentage: float | None = None
+    if mirror is None and mirrors:
+        # The model carries one mirror; the first of ``mirrors`` stands for it.
+        mirror = mirrors[0]["destination"]
+        if mirrors[0].get("percentage") is not None:
+            mirror_percentage = _percent(mirrors[0]["percentage"])
+    elif raw.get("mirrorPercentage") is not None:
+        mirror_percentage = _percent(raw["mirrorPercentage"])
+    else:
+        legacy = raw.get("mirrorPercent", raw.get("mirror_percent"))
+        mirror_percentage = None if legacy is None else float(legacy)
+    body: str | None = None
+    if direct is not None and direct.get("body") is not None:
+        b = direct["body"]
+        if "string" in b:
+            body = b["string"]
+        elif "bytes" in b:
+            body = base64.b64decode(b["bytes"]).decode("utf-8", errors="replace")
+    delay = (fault or {}).get("delay")
+    abort = (fault or {}).get("abort")
+    regex_rewrite = (rewrite or {}).get("uriRegexRewrite")
+    return HTTPRoute(
+        name=raw.get("name", ""),
+        match=tuple(_http_match(m) for m in raw.get("match") or ()),
+        route=tuple(
+            HTTPRouteDestination(
+                _destination(r["destination"]), r.get("weight"), _headers(r.get("headers"))
+            )
+            for r in raw.get("route") or ()
+        ),
+        redirect=None
+        if redirect is None
+        else HTTPRedirect(
+            uri=redirect.get("uri", ""),
+            authority=redirect.get("authority", ""),
+            port=redirect.get("port"),
+            scheme=redirect.get("scheme", ""),
+            redirect_code=redirect.get("redirectCode") or 301,
+        ),
+        direct_response=None if direct is None else HTTPDirectResponse(direct["status"], body),
+        rewrite=None
+        if rewrite is None
+        else HTTPRewrite(
+            uri=rewrite.get("uri", ""),
+            authority=rewrite.get("authority", ""),
+            uri_regex=None
+            if regex_rewrite is None
+            else (regex_rewrite.get("match", ""), regex_rewrite.get("rewrite", "")),
+        ),
+        timeout=_seconds(raw.get("timeout")),
+        retries=None
+        if retries is None
+        else HTTPRetry(
+            attempts=retries.get("attempts", 0),
+            per_try_timeout=_seconds(retries.get("perTryTimeout")),
+            retry_on=retries.get("retryOn", ""),
+            retry_remote_localities=bool(retries.get("retryRemoteLocalities", False)),
+        ),
+        fault=None
+        if fault is None
+        else HTTPFaultInjection(
+            delay=None
+            if delay is None
+            else FaultDelay(
+                fixed_delay=_seconds(delay.get("fixedDelay", delay.get("exponentialDelay"))) or 0.0,
+                percentage=_percent(delay.get("percentage"), delay.get("percent")),
+            ),
+            abort=None
+            if abort is None
+            else FaultAbort(
+                http_status=abort.get("httpStatus"),
+                grpc_status=abort.get("grpcStatus"),
+                percentage=_percent(abort.get("percentage")),
+            ),
+        ),
+        mirror=None if mirror is None else _destination(mirror),
+        mirror_percentage=mirror_percentage,
+        headers=_headers(raw.get("headers")),
+        cors_policy=raw.get("corsPolicy"),
+    )
+
+
+def _l4_routes(raw: Any) -> tuple[RouteDestination, ...]:
+    return tuple(
+        RouteDestination(_destination(r["destination"]), r.get("weight")) for r in raw or ()
+    )
+
+
+def _virtual_service(meta: ObjectMeta, spec: Raw) -> VirtualService:
+    return VirtualService(
+        meta=meta,
+        hosts=_tuple(spec.get("hosts")),
+        gateways=_tuple(spec.get("gateways")),
+        http=tuple(_http_route(r) for r in spec.get("http") or ()),
+        tcp=tuple(
+            TCPRoute(
+                match=tuple(
+                    L4MatchAttributes(
+                        destination_subnets=_tuple(m.get("destinationSubnets")),
+                        port=m.get("port"),
+                        source_labels=_strmap(m.get("sourceLabels")),
+                        source_namespace=m.get("sourceNamespace", ""),
+                        gateways=_tuple(m.get("gateways")),
+                    )
+                    for m in r.get("match") or ()
+                ),
+                route=_l4_routes(r.get("route")),
+            )
+            for r in spec.get("tcp") or ()
+        ),
+        tls=tuple(
+            TLSRoute(
+                match=tuple(
+                    TLSMatchAttributes(
+                        sni_hosts=_tuple(m.get("sniHosts")),
+                        destination_subnets=_tuple(m.get("destinationSubnets")),
+                        port=m.get("port"),
+                        source_labels=_strmap(m.get("sourceLabels")),
+                        source_namespace=m.get("sourceNamespace", ""),
+                        gateways=_tuple(m.get("gateways")),
+                    )
+                    for m in r.get("match") or ()
+                ),
+                route=_l4_routes(r.get("route")),
+            )
+            for r in spec.get("tls") or ()
+        ),
+        export_to=_tuple(spec.get("exportTo")),
+    )
+
+
+def _traffic_policy(raw: Any) -> TrafficPolicy | None:
+    if raw is None:
+        return None
+    return TrafficPolicy(
+        load_balancer=raw.get("loadBalancer"),
+        connection_pool=raw.get("connectionPool"),
+        outlier_detection=raw.get("outlierDetection"),
+        tls=raw.get("tls"),
+        port_level_settings=tuple(raw.get("portLevelSettings") or ()),
+        raw=raw,
+    )
+
+
+def _destination_rule(meta: ObjectMeta, spec: Raw) -> DestinationRule:
+    selector = spec.get("workloadSelector")
+    return DestinationRule(
+        meta=meta,
+        host=spec["host"],
+        traffic_policy=_traffic_policy(spec.get("trafficPolicy")),
+        subsets=tuple(
+            Subset(s["name"], _strmap(s.get("labels")), _traffic_policy(s.get("trafficPolicy")))
+            for s in spec.get("subsets") or ()
+        ),
+        export_to=_tuple(spec.get("exportTo")),
+        workload_selector=None if selector is None else _strmap(selector.get("matchLabels")),
+    )
+
+
+def _gateway(meta: ObjectMeta, spec: Raw) -> Gateway:
+    return Gateway(
+        meta=meta,
+        servers=tuple(
+            Server(
+                port=GatewayPort(
+                    number=s["port"]["number"],
+                    protocol=s["port"]["protocol"].upper(),
+                    name=s["port"].get("name", ""),
+                    target_port=s["port"].get("targetPort"),
+                ),
+                hosts=_tuple(s.get("hosts")),
+                bind=s.get("bind", ""),
+                name=s.get("name", ""),
+                tls=s.get("tls"),
+            )
+            for s in spec.get("servers") or ()
+        ),
+        selector=_strmap(spec.get("selector")),
+    )
+
+
+def _service_entry(meta: ObjectMeta, spec: Raw) -> ServiceEntry:
+    selector = spec.get("workloadSelector")
+    return ServiceEntry(
+        meta=meta,
+        hosts=_tuple(spec.get("hosts")),
+        ports=tuple(
+            ServiceEntryPort(
+                number=p["number"],
+                protocol=str(p.get("protocol", "")).upper(),
+                name=p.get("name", ""),
+                target_port=p.get("targetPort"),
+            )
+            for p in spec.get("ports") or ()
+        ),
+        addresses=_tuple(spec.get("addresses")),
+        location=spec.get("location", "MESH_EXTERNAL"),
+        resolution=spec.get("resolution", "NONE"),
+        endpoints=tuple(
+            WorkloadEntry(
+                address=e.get("address", ""),
+                ports=dict(e.get("ports") or {}),
+                labels=_strmap(e.get("labels")),
+                network=e.get("network", ""),
+                locality=e.get("locality", ""),
+                weight=e.get("weight"),
+                service_account=e.get("serviceAccount", ""),
+            )
+            for e in spec.get("endpoints") or ()
+        ),
+        workload_selector=None if selector is None else _strmap(selector.get("labels")),
+        export_to=_tuple(spec.get("exportTo")),
+        subject_alt_names=_tuple(spec.get("subjectAltNames")),
+    )
+
+
+_ISTIO_BUILDERS: Mapping[str, Callable[[ObjectMeta, Raw], Spec]] = {
+    "VirtualService": _virtual_service,
+    "DestinationRule": _destination_rule,
+    "Gateway": _gateway,
+    "ServiceEntry": _service_entry,
+}
+
+
+# ---------------------------------------------------------------------------
+# Kubernetes builders
+
+
+def _probe(raw: Any) -> Probe | None:
+    if raw is None:
+        return None
+    http_get = raw.get("httpGet")
+    tcp = raw.get("tcpSocket")
+    exec_ = raw.get("exec")
+    return Probe(
+        http_get=None
+        if http_get is None
+        else HTTPGetAction(
+            port=http_get["port"],
+            path=http_get.get("path", "/"),
+            scheme=http_get.get("scheme", "HTTP"),
+        ),
+        tcp_socket_port=None if tcp is None else tcp.get("port"),
+        exec_command=None if exec_ is None else tuple(exec_.get("command") or ()),
+        initial_delay_seconds=raw.get("initialDelaySeconds", 0),
+        period_seconds=raw.get("periodSeconds", 10),
+        timeout_seconds=raw.get("timeoutSeconds", 1),
+        failure_threshold=raw.get("failureThreshold", 3),
+    )
+
+
+def _pod_spec(raw: Raw) -> PodSpec:
+    return PodSpec(
+        containers=tuple(
+            Container(
+                name=c["name"],
+                image=c.get("image", ""),
+                command=_tuple(c.get("command")),
+                args=_tuple(c.get("args")),
+                env=tuple(EnvVar(e["name"], e.get("value") or "") for e in c.get("env") or ()),
+                ports=tuple(
+                    ContainerPort(p["containerPort"], p.get("name", ""), p.get("protocol", "TCP"))
+                    for p in c.get("ports") or ()
+                ),
+                readiness_probe=_probe(c.get("readinessProbe")),
+                liveness_probe=_probe(c.get("livenessProbe")),
+                working_dir=c.get("workingDir"),
+            )
+            for c in raw.get("containers") or ()
+        ),
+        service_account_name=raw.get("serviceAccountName")
+        or raw.get("serviceAccount")
+        or "default",
+        host_network=bool(raw.get("hostNetwork", False)),
+    )
+
+
+def _namespace(meta: ObjectMeta, body: Raw) -> Namespace:
+    return Namespace(meta)
+
+
+def _service_account(meta: ObjectMeta, body: Raw) -> ServiceAccount:
+    return ServiceAccount(meta)
+
+
+def _secret(meta: ObjectMeta, body: Raw) -> Secret:
+    data = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()}
+    # stringData wins over data, as the API server merges it.
+    data.update({k: v.encode() for k, v in (body.get("stringData") or {}).items()})
+    return Secret(meta, body.get("type") or "Opaque", data)
+
+
+def _service(meta: ObjectMeta, body: Raw) -> Service:
+    spec = body.get("spec") or {}
+    selector = spec.get("selector")
+    return Service(
+        meta=meta,
+        ports=tuple(
+            ServicePort(
+                port=p["port"],
+                name=p.get("name", ""),
+                target_port=p.get("targetPort"),
+                protocol=p.get("protocol", "TCP"),
+                app_protocol=p.get("appProtocol"),
+            )
+            for p in spec.get("ports") or ()
+        ),
+        selector=None if selector is None else _strmap(selector),
+        type=spec.get("type", "ClusterIP"),
+        cluster_ip=spec.get("clusterIP"),
+        external_name=spec.get("externalName"),
+    )
+
+
+def _pod(meta: ObjectMeta, body: Raw) -> Pod:
+    return Pod(meta, _pod_spec(body["spec"]))
+
+
+def _deployment(meta: ObjectMeta, body: Raw) -> Deployment:
+    spec = body["spec"]
+    template = spec["template"]
+    tmeta = template.get("metadata") or {}
+    replicas = spec.get("replicas")
+    return Deployment(
+        meta=meta,
+        replicas=1 if replicas is None else replicas,
+        selector=_strmap((spec.get("selector") or {}).get("matchLabels")),
+        template=PodTemplate(
+            labels=_strmap(tmeta.get("labels")),
+            annotations=_strmap(tmeta.get("annotations")),
+            spec=_pod_spec(template.get("spec") or {}),
+        ),
+    )
+
+
+_KUBE_BUILDERS: Mapping[str, Callable[[ObjectMeta, Raw], Spec]] = {
+    "Namespace": _namespace,
+    "ServiceAccount": _service_account,
+    "Secret": _secret,
+    "Service": _service,
+    "Pod": _pod,
+    "Deployment": _deployment,
+}

@@ -1,0 +1,182 @@
+"""Real Istio sample files: accepted, and our schema verdict equals the CRD's."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from mizzen.api import load_paths
+from mizzen.api.parse import ISTIO_KINDS, ISTIO_NETWORKING, SUPPORTED
+from mizzen.api.resources import Source
+from mizzen.api.validate_crd import check_spec
+
+SAMPLES = Path("/work/shared/istio-samples")
+ANALYZER = SAMPLES / "analyzer-inputs"
+CRDS = Path("/work/shared/istio-api/customresourcedefinitions.gen.yaml")
+
+pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="shared Istio samples not present")
+
+
+def _sample_files() -> list[Path]:
+    return sorted(
+        p for p in SAMPLES.rglob("*") if p.suffix in (".yaml", ".yml") and ANALYZER not in p.parents
+    )
+
+
+def _supported(doc: Any) -> bool:
+    if not isinstance(doc, dict) or not isinstance(doc.get("apiVersion"), str):
+        return False
+    group, _, version = doc["apiVersion"].rpartition("/")
+    return version in SUPPORTED.get(group, {}).get(str(doc.get("kind")), ())
+
+
+@pytest.mark.parametrize("path", _sample_files(), ids=lambda p: str(p.relative_to(SAMPLES)))
+def test_sample_file_is_accepted(path: Path) -> None:
+    result = load_paths([path])
+    assert [str(e) for e in result.errors] == []
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert len(result.resources) == sum(1 for d in docs if _supported(d))
+
+
+def test_samples_folder_loads_many_kinds() -> None:
+    result = load_paths([SAMPLES / "bookinfo"])
+    kinds = {r.gvk.kind for r in result.resources}
+    assert {"Service", "Deployment", "ServiceAccount", "VirtualService", "Gateway"} <= kinds
+    assert {"DestinationRule", "ServiceEntry"} <= kinds
+
+
+# ---------------------------------------------------------------------------
+# (b) analyzer inputs: our schema layer against the CRD's openAPIV3Schema.
+
+
+@functools.cache
+def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for crd in yaml.load_all(CRDS.read_text(), Loader=yaml.CSafeLoader):
+        if not crd:
+            continue
+        kind = crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            out[(kind, version["name"])] = version["schema"]["openAPIV3Schema"]
+    return out
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _analyzer_istio_docs() -> list[tuple[str, int, dict[str, Any]]]:
+    found = []
+    for path in sorted(ANALYZER.glob("*.yaml")):
+        for n, doc in enumerate(yaml.safe_load_all(path.read_text())):
+            items = (
+                doc.get("items") if isinstance(doc, dict) and doc.get("kind") == "List" else [doc]
+            )
+            for item in items or []:
+                if (
+                    isinstance(item, dict)
+                    and item.get("kind") in ISTIO_KINDS
+                    and str(item.get("apiVersion", "")).startswith(ISTIO_NETWORKING + "/")
+                ):
+                    found.append((path.name, n, item))
+    return found
+
+
+# Documents a CEL rule (x-kubernetes-validations) rejects; jsonschema cannot
+# evaluate CEL, so these are the hand-checked verdicts, one rule each.
+CEL_REJECTS = {
+    # ServiceEntry spec.hosts[]: rule `self != "*"` ("hostname cannot be wildcard")
+    ("virtualservice_destinationhosts.yaml", "service-entry-ignore"),
+}
+# Rejected by the API server's own metadata.name rule (a lower-case RFC 1123
+# subdomain), which no CRD schema states.
+NAME_REJECTS = {
+    ("condition-analyzer.yaml", "negative-condition-svcEntry"),
+    ("gateway-secrets.yaml", "defaultgateway-bogusCredentialName"),
+}
+
+
+def test_cel_expectations_cover_real_documents() -> None:
+    names = {(f, d["metadata"]["name"]) for f, _, d in _analyzer_istio_docs()}
+    assert names >= CEL_REJECTS | NAME_REJECTS
+
+
+@pytest.mark.parametrize(
+    ("file", "doc_index", "doc"),
+    _analyzer_istio_docs(),
+    ids=lambda v: str(v) if not isinstance(v, dict) else v["metadata"]["name"],
+)
+def test_schema_verdict_matches_crd(file: str, doc_index: int, doc: dict[str, Any]) -> None:
+    version = doc["apiVersion"].rpartition("/")[2]
+    schema = copy.deepcopy(_crd_schemas()[(doc["kind"], version)])
+    # The whole object against the version's openAPIV3Schema (metadata is
+    # checked by the API server itself, not by the CRD).
+    body = {"spec": _drop_nulls(doc["spec"])} if doc.get("spec") is not None else {}
+    crd_valid = jsonschema.Draft4Validator(schema).is_valid(body)
+    name = doc["metadata"]["name"]
+    if (file, name) in CEL_REJECTS:
+        crd_valid = False
+    problems: list[tuple[str, str]] = []
+    check_spec(doc["kind"], body.get("spec"), problems)
+    assert (not problems) == crd_valid, problems
+
+    # The full pipeline adds the name rule and istiod's checks on top.
+    result = load_paths([ANALYZER / file])
+    errors = [
+        e
+        for e in result.errors
+        if e.source == Source(str(ANALYZER / file), doc_index) and f"/{name}:" in str(e)
+    ]
+    if (file, name) in NAME_REJECTS or not crd_valid:
+        assert errors
+    elif (file, name) not in SEMANTIC_REJECTS:
+        assert [str(e) for e in errors] == []
+    else:
+        assert [e.message for e in errors if SEMANTIC_REJECTS[(file, name)] in e.message]
+
+
+# Schema-valid documents that istiod's validation refuses, with the reason.
+SEMANTIC_REJECTS = {
+    ("authorizationpolicies.yaml", "istio"): "needs endpoints with DNS resolution",
+    ("deprecation.yaml", "productpage"): "needs one of route, redirect",
+    ("gateway-no-workload.yaml", "httpbin-gateway"): "at least one server is required",
+    ("gateway-secrets.yaml", "defaultgateway-nocredential"): "required for SIMPLE mode",
+    ("virtualservice_gateways.yaml", "httpbin-gateway"): "at least one server is required",
+    ("virtualservice_gateways.yaml", "crossnamespace-gw"): "at least one server is required",
+    ("virtualservice_gateways.yaml", "httpbin"): "needs at least one of http, tcp or tls",
+    ("virtualservice_gateways.yaml", "httpbin-bogus"): "needs at least one of http, tcp or tls",
+    ("virtualservice_gateways.yaml", "httpbin-mesh"): "not allowed for the mesh gateway",
+    ("virtualservice_gateways.yaml", "cross-test"): "needs at least one of http, tcp or tls",
+}
+
+
+def test_crd_schema_agrees_on_hand_written_invalid_specs() -> None:
+    """Spot checks that our schema layer and jsonschema reject the same shapes."""
+    schemas = _crd_schemas()
+    cases = [
+        ("VirtualService", {"http": [{"route": [{"destination": {}}]}]}),
+        ("VirtualService", {"http": [{"match": [{"uri": {"exact": "/", "prefix": "/"}}]}]}),
+        ("DestinationRule", {"subsets": [{"name": "v1"}]}),
+        ("DestinationRule", {"host": "a", "trafficPolicy": {"tls": {"mode": "BOGUS"}}}),
+        ("Gateway", {"servers": [{"hosts": ["*"], "port": {"number": 80, "name": "h"}}]}),
+        ("ServiceEntry", {"hosts": []}),
+        ("ServiceEntry", {"hosts": ["a"], "ports": [{"number": 80}]}),
+        ("VirtualService", {"hosts": "a"}),
+    ]
+    for kind, spec in cases:
+        assert not jsonschema.Draft4Validator(schemas[(kind, "v1")]["properties"]["spec"]).is_valid(
+            spec
+        ), (kind, spec)
+        problems: list[tuple[str, str]] = []
+        check_spec(kind, spec, problems)
+        assert problems, (kind, spec)
