@@ -185,11 +185,23 @@ def virtual_inbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> Any:
     return listener
 
 
+def port_map(proxy: Proxy) -> dict[int, int]:
+    """The local runtime's host-port mapping for a gateway (`8080=18080,...`):
+    the Gateway keeps saying 8080 while the Envoy binds where it was told,
+    like a Kubernetes Service port in front of the gateway pod."""
+    mapping: dict[int, int] = {}
+    for item in proxy.annotations.get(names.PORT_MAP_ANNOTATION, "").split(","):
+        container, sep, host = item.strip().partition("=")
+        if sep and container.isdigit() and host.isdigit():
+            mapping[int(container)] = int(host)
+    return mapping
+
+
 def gateway_listener(snapshot: MeshSnapshot, proxy: Proxy, entry: GatewayServer) -> Any:
     port = entry.listen_port
     name = names.listener_name(names.WILDCARD_ADDRESS, port)
     address = proxy.annotations.get(names.LISTEN_ADDRESS_ANNOTATION) or names.WILDCARD_ADDRESS
-    listener = _listener(name, address, port, OUTBOUND)
+    listener = _listener(name, address, port_map(proxy).get(port, port), OUTBOUND)
     if entry.is_http:
         network_filter = http_connection_manager(
             f"outbound_{name}",

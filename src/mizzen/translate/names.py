@@ -32,6 +32,7 @@ PROXY_PORTS = frozenset({15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053,
 # Proxy annotation read on routers: the local runtime runs gateways in the
 # host's network namespace and needs them on loopback only.
 LISTEN_ADDRESS_ANNOTATION = "mizzen.io/listen-address"
+PORT_MAP_ANNOTATION = "mizzen.io/port-map"
 
 
 def outbound_cluster(port: int, hostname: str, subset: str = "") -> str:

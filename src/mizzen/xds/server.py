@@ -327,6 +327,10 @@ class XdsServer(Generic[P]):
             if c.identified
         ]
 
+    def synced(self) -> bool:
+        """No push pending and every connected proxy ACKed all it was sent."""
+        return self._synced(None)
+
     def _synced(self, proxies: set[str] | None) -> bool:
         if self._debounce.pending:
             return False

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs (as root) or names (otherwise) the system packages Mizzen needs:
+# iproute2 (ip netns), iptables (capture and service NAT), util-linux (setpriv)
+# and python3-venv where the interpreter cannot create virtual environments.
+set -eu
+
+PY="${PYTHON:-python3}"
+missing=""
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v iptables >/dev/null 2>&1 || missing="$missing iptables"
+command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
+if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing="$missing python3-venv"
+fi
+if [ "${WITH_LOAD_TOOLS:-0}" = 1 ]; then
+    command -v hey >/dev/null 2>&1 || missing="$missing hey"
+    command -v nginx >/dev/null 2>&1 || missing="$missing nginx-light"
+fi
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing system packages:$missing"
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+else
+    echo "missing system packages:$missing" >&2
+    echo "install them with: sudo apt-get install -y$missing" >&2
+    exit 1
+fi

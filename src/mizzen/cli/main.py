@@ -1,0 +1,288 @@
+"""`mizzen`: a tiny kubectl for a local mesh. Thin: every command calls the
+layers below and prints; nothing here is worth testing on its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mizzen.mesh import control
+
+NAME_HELP = "Which mesh (several can run at once)."
+
+
+def _console() -> Console:
+    return Console(stderr=False, highlight=False)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _layout(name: str, run_dir: str | None = None) -> Any:
+    from mizzen.mesh.layout import MeshLayout
+    from mizzen.runtime.errors import MeshNameError
+
+    try:
+        return MeshLayout.load(name, run_dir)
+    except MeshNameError as exc:
+        _fail(str(exc))
+
+
+def _call(name: str, request: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+    layout = _layout(name)
+    try:
+        answer = control.call(layout.control_socket, request, timeout=timeout)
+    except control.ControlError as exc:
+        _fail(f"{exc}; start it with `mizzen up PATH --name {name}`")
+        raise  # unreachable, for type checkers
+    if not answer.get("ok", False) and "error" in answer:
+        _fail(str(answer["error"]))
+    return answer
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mizzen")
+def cli() -> None:
+    """Mizzen: the Istio API on Envoy, run locally or on Kubernetes."""
+
+
+# -- up / down ---------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--name", default="default", show_default=True, help=NAME_HELP)
+@click.option("--detach", "-d", is_flag=True, help="Return once the mesh is ready.")
+@click.option("--ingress-port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for readiness.")
+def up(paths: tuple[str, ...], name: str, detach: bool, ingress_port: int, timeout: float) -> None:
+    """Start a local mesh with the resources in PATHS (files or folders)."""
+    from mizzen.mesh.launcher import LaunchError, launch, wait_ready
+
+    try:
+        layout = launch(name, [str(Path(p).resolve()) for p in paths], ingress_port)
+    except LaunchError as exc:
+        _fail(str(exc))
+        return
+    console = _console()
+    with console.status(f"starting mesh [bold]{name}[/] ..."):
+        try:
+            status = wait_ready(layout, timeout)
+        except LaunchError as exc:
+            _fail(str(exc))
+            return
+    _print_status(console, status)
+    console.print(f"ingress gateway: [bold]{status['ingress']}[/]")
+    if detach:
+        console.print(f"stop it with: mizzen down --name {name}")
+        return
+    console.print("press Ctrl-C to stop the mesh")
+    try:
+        while layout.daemon_alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    _down(name)
+
+
+@cli.command()
+@click.option("--name", default="default", show_default=True, help=NAME_HELP)
+def down(name: str) -> None:
+    """Stop a mesh and remove everything it created."""
+    _down(name)
+
+
+def _down(name: str) -> None:
+    from mizzen.mesh.launcher import stop
+
+    removed = stop(_layout(name))
+    click.echo(f"mesh {name} is down" + (f" (removed: {', '.join(removed)})" if removed else ""))
+
+
+# -- apply / delete ----------------------------------------------------------
+
+
+def _print_changes(answer: dict[str, Any]) -> None:
+    for key in answer.get("added", []):
+        click.echo(f"{key} created")
+    for key in answer.get("updated", []):
+        click.echo(f"{key} configured")
+    for key in answer.get("deleted", []):
+        click.echo(f"{key} deleted")
+    if answer.get("unchanged"):
+        click.echo(f"{answer['unchanged']} unchanged")
+    for reason in answer.get("skipped", []):
+        click.echo(f"skipped: {reason}", err=True)
+    for error in answer.get("errors", []):
+        click.echo(f"error: {error}", err=True)
+    if answer.get("errors"):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("-f", "--filename", "paths", multiple=True, required=True, type=click.Path(exists=True))
+@click.option("--name", default="default", show_default=True, help=NAME_HELP)
+def apply(paths: tuple[str, ...], name: str) -> None:
+    """Create or update resources from files or folders."""
+    answer = _call(name, {"op": "apply", "paths": [str(Path(p).resolve()) for p in paths]})
+    _print_changes(answer)
+
+
+@cli.command()
+@click.option("-f", "--filename", "paths", multiple=True, required=True, type=click.Path(exists=True))
+@click.option("--name", default="default", show_default=True, help=NAME_HELP)
+def delete(paths: tuple[str, ...], name: str) -> None:
+    """Delete the resources named in files or folders."""
+    answer = _call(name, {"op": "delete", "paths": [str(Path(p).resolve()) for p in paths]})
+    _print_changes(answer)
+
+
+# -- get ---------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("what", type=click.Choice(["pods", "services", "proxies"]))
+@click.option("--name", default="default", show_default=True, help=NAME_HELP)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+def get(what: str, name: str, output: str) -> None:
+    """List pods, services or proxies."""
+    status = _call(name, {"op": "status"})
+    rows = status[what]
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _console().print(_table(what, rows))
+
+
+def _table(what: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    if what == "pods":
+        for col in ("NAMESPACE", "NAME", "READY", "IP", "SIDECAR", "AGE"):
+            table.add_column(col)
+        for r in rows:
+            ready = "yes" if r["ready"] else ("error: " + r["error"] if r["error"] else "no")
+            table.add_row(
+                r["namespace"], r["name"], ready, r["ip"], "yes" if r["sidecar"] else "no",
+                f"{r['age']:.0f}s",
+            )
+    elif what == "services":
+        for col in ("NAMESPACE", "NAME", "VIP", "PORTS", "ENDPOINTS"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(
+                r["namespace"], r["name"], r["vip"] or "None", ",".join(r["ports"]),
+                str(r["endpoints"]),
+            )
+    else:
+        for col in ("PROXY", "SYNCED", "VERSION", "LAST NACK"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["id"], "yes" if r["synced"] else "no", r["version"] or "-", r["nack"] or "")
+    return table
+
+
+def _print_status(console: Console, status: dict[str, Any]) -> None:
+    console.print(_table("pods", status["pods"]))
+    console.print()
+    console.print(_table("proxies", status["proxies"]))
+
+
+# -- exec / logs -------------------------------------------------------------
+
+
+def _find_pod(name: str, pod: str) -> dict[str, Any]:
+    namespace, _, short = pod.rpartition("/")
+    pods = _call(name, {"op": "status"})["pods"]
+    matches = [p for p in pods if p["name"] == short and (not namespace or p["namespace"] == namespace)]
+    if not matches:
+        _fail(f"no pod {pod!r} in mesh {name}: see `mizzen get pods --name {name}`")
+    if len(matches) > 1:
+        _fail(f"pod name {short!r} is ambiguous: write it as NAMESPACE/{short}")
+    return matches[0]
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("pod")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--name", default="default", show_default=True, help=NAME_HELP)
+def exec_(pod: str, command: tuple[str, ...], name: str) -> None:
+    """Run COMMAND inside POD's network namespace (POD or NAMESPACE/POD)."""
+    found = _find_pod(name, pod)
+    os.execvp("ip", ["ip", "netns", "exec", found["netns"], *command])
+
+
+@cli.command()
+@click.argument("pod")
+@click.option("--name", default="default", show_default=True, help=NAME_HELP)
+@click.option("--proxy", is_flag=True, help="Show the sidecar's (agent and Envoy) log.")
+@click.option("-c", "--container", default=None, help="Container name (default: the first).")
+def logs(pod: str, name: str, proxy: bool, container: str | None) -> None:
+    """Print a pod's container log, or its proxy's."""
+    found = _find_pod(name, pod)
+    layout = _layout(name)
+    ns, pod_name = found["namespace"], found["name"]
+    role = "proxy" if proxy else (container or found["containers"][0])
+    paths = [layout.log_path(ns, pod_name, role)]
+    if proxy:  # the agent's own log, then Envoy's (with its access log)
+        paths.append(layout.proxy_dir(ns, pod_name) / "envoy.log")
+    existing = [p for p in paths if p.exists()]
+    if not existing:
+        _fail(f"no log yet for {pod} ({role})")
+    for path in existing:
+        sys.stdout.write(path.read_text(errors="replace"))
+
+
+# -- internal ----------------------------------------------------------------
+
+
+@cli.command(hidden=True)
+@click.option("--name", required=True)
+@click.option("--ingress-port", type=int, required=True)
+@click.option("--run-dir", default=None)
+@click.argument("paths", nargs=-1)
+def daemon(name: str, ingress_port: int, run_dir: str | None, paths: tuple[str, ...]) -> None:
+    """Run a mesh's control plane and pod supervisor in the foreground."""
+    import asyncio
+    import logging
+
+    from mizzen.mesh.daemon import run_daemon
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    sys.exit(asyncio.run(run_daemon(_layout(name, run_dir), ingress_port, list(paths))))
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run the tour once, then bring the mesh down.")
+@click.option("--name", default="demo", show_default=True, help=NAME_HELP)
+@click.option("--ingress-port", default=8080, show_default=True, type=int)
+def demo(once: bool, name: str, ingress_port: int) -> None:
+    """Bring up the Bookinfo example and tour its routing variants."""
+    from mizzen.demo import run_demo
+
+    sys.exit(run_demo(name=name, ingress_port=ingress_port, once=once))
+
+
+def _register_optional() -> None:
+    # The agent and capture commands live next to their layers.
+    from mizzen.cli.agent import agent
+    from mizzen.cli.capture import capture
+
+    cli.add_command(agent)
+    cli.add_command(capture)
+
+
+def main() -> None:
+    _register_optional()
+    cli()

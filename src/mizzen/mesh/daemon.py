@@ -1,0 +1,461 @@
+"""The local mesh daemon: control plane and pod supervisor of one mesh.
+
+One process per mesh (`mizzen up` starts it). It owns the config store, the
+registry, the xDS server and the pods: every change (apply, delete, a pod
+turning ready) flows through `_reconcile`, which brings the pods in line with
+the config and pushes the new snapshot to the proxies. CLI commands reach it
+over the control socket in the mesh's run directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mizzen.api.load import load_paths
+from mizzen.api.resources import Resource, ResourceKey
+from mizzen.capture.iptables import install as install_capture
+from mizzen.capture.rules import CaptureConfig
+from mizzen.config.store import ConfigStore
+from mizzen.mesh import control
+from mizzen.mesh.pods import (
+    ProbeTarget,
+    container_argv,
+    container_env,
+    host_names,
+    pod_key,
+    pod_ports_json,
+    probe_targets,
+    service_nat,
+)
+from mizzen.model.build import build_snapshot
+from mizzen.model.proxy import proxy_from_node
+from mizzen.model.snapshot import MeshSnapshot, Proxy
+from mizzen.registry.pods import PodPlan, plan_pods
+from mizzen.registry.vips import VipAllocator
+from mizzen.mesh.layout import MeshLayout
+from mizzen.runtime import probes, processes
+from mizzen.runtime.kubeproxy import ServiceRule
+from mizzen.runtime.mesh import LocalMesh
+from mizzen.runtime.state import PodState, ProcRef
+from mizzen.translate import build_resources
+from mizzen.xds.server import XdsServer
+
+log = logging.getLogger("mizzen.mesh")
+
+XDS_PORT = 15010
+HEALTH_PORT = 15021
+GATEWAY_NAMESPACE = "istio-system"
+GATEWAY_POD = "istio-ingressgateway-0"
+GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+
+
+@dataclass
+class RunningPod:
+    plan: PodPlan
+    runtime: PodState
+    containers: list[ProcRef] = field(default_factory=list)
+    ready: bool = False
+    started: float = field(default_factory=time.monotonic)
+    error: str = ""
+
+
+class MeshDaemon:
+    def __init__(self, layout: MeshLayout, ingress_port: int, venv_bin: str) -> None:
+        self.layout = layout
+        self.ingress_port = ingress_port
+        self.venv_bin = venv_bin
+        self.store = ConfigStore()
+        self.pods: dict[str, RunningPod] = {}
+        self.snapshot: MeshSnapshot = build_snapshot((), {}, {}, "0")
+        self.revision = 0
+        self.xds: XdsServer[Proxy] = XdsServer(
+            identify=lambda node: proxy_from_node(node.id, _struct_to_dict(node.metadata)),
+            generate=self._generate,
+            proxy_key=lambda proxy: proxy.id,
+        )
+        self.xds.on_acked = self._on_acked
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._apply_started: float | None = None
+        # Set when pods changed readiness but the snapshot does not show it
+        # yet: the mesh is not "ready" until that change is pushed.
+        self._stale = True  # until the initial config is applied
+        self._base_path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        self._mesh: LocalMesh | None = None
+        self._vips: VipAllocator | None = None
+
+    @property
+    def mesh(self) -> LocalMesh:
+        assert self._mesh is not None, "the mesh is not up"
+        return self._mesh
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def run(self, paths: list[str]) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        self._mesh = await asyncio.to_thread(LocalMesh.up, self.layout.name, self.layout.run_dir)
+        try:
+            me = os.getpid()
+            self.mesh.record_control_plane(ProcRef(me, processes.start_time(me) or 0, "control"))
+            self.mesh.set_info("ingress_port", str(self.ingress_port))
+            self._vips = VipAllocator(self.mesh.state.service_cidr)
+            await self.xds.start(f"{self.mesh.state.host_ip}:{XDS_PORT}")
+            server = await control.serve(self.layout.control_socket, self._handle)
+            try:
+                await asyncio.to_thread(self._start_gateway)
+                if paths:
+                    await self._apply_paths(paths)
+                self._stale = False
+                watcher = asyncio.create_task(self._watch_pods())
+                await self._stop.wait()
+                watcher.cancel()
+            finally:
+                server.close()
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _shutdown(self) -> None:
+        log.info("stopping mesh %s", self.layout.name)
+        with contextlib.suppress(Exception):
+            await self.xds.stop()
+        if self._mesh is not None:
+            report = await asyncio.to_thread(self._mesh.down)
+            log.info("%s", report.summary())
+
+    # -- control socket ----------------------------------------------------
+
+    async def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "apply":
+            return await self._apply_paths(list(request["paths"]))
+        if op == "delete":
+            return await self._delete_paths(list(request["paths"]))
+        if op == "status":
+            return self._status()
+        if op == "shutdown":
+            self._stop.set()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown operation {op!r}"}
+
+    def _status(self) -> dict[str, Any]:
+        proxies = self._proxy_rows()
+        pods = [self._pod_row(p) for p in sorted(self.pods.values(), key=lambda p: pod_key(p.plan))]
+        expected = sum(1 for p in self.pods.values() if p.plan.sidecar) + 1  # + the gateway
+        synced = len(proxies) >= expected and self.xds.synced()
+        return {
+            "ok": True,
+            "name": self.layout.name,
+            "ingress": f"http://127.0.0.1:{self.ingress_port}",
+            "version": self.xds.version,
+            "ready": all(p.ready for p in self.pods.values()) and synced and not self._stale,
+            "pods": pods,
+            "services": self._service_rows(),
+            "proxies": proxies,
+        }
+
+    def _pod_row(self, pod: RunningPod) -> dict[str, Any]:
+        return {
+            "name": pod.plan.name,
+            "namespace": pod.plan.namespace,
+            "ip": pod.runtime.ip,
+            "ready": pod.ready,
+            "sidecar": pod.plan.sidecar,
+            "netns": pod.runtime.netns,
+            "labels": dict(pod.plan.labels),
+            "containers": [c.name for c in pod.plan.containers],
+            "error": pod.error,
+            "age": round(time.monotonic() - pod.started, 1),
+        }
+
+    def _service_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for svc in sorted(self.snapshot.services.values(), key=lambda s: s.hostname):
+            endpoints = sum(len(self.snapshot.endpoints_of(svc.hostname, p.port)) for p in svc.ports)
+            rows.append(
+                {
+                    "name": svc.name,
+                    "namespace": svc.namespace,
+                    "hostname": svc.hostname,
+                    "vip": svc.vip,
+                    "ports": [f"{p.port}/{p.protocol}" for p in svc.ports],
+                    "endpoints": endpoints,
+                }
+            )
+        return rows
+
+    def _proxy_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for st in self.xds.status():
+            acked = [t.acked_version for t in st.types.values() if t.acked_version]
+            nacks = [t.last_nack.message for t in st.types.values() if t.last_nack]
+            rows.append(
+                {
+                    "id": st.id,
+                    "synced": st.synced,
+                    "version": max(acked, key=int) if acked else "",
+                    "nack": nacks[0] if nacks else "",
+                }
+            )
+        return sorted(rows, key=lambda r: r["id"])
+
+    # -- config ------------------------------------------------------------
+
+    async def _apply_paths(self, paths: list[str]) -> dict[str, Any]:
+        result = await asyncio.to_thread(load_paths, paths)
+        for err in result.errors:
+            log.warning("rejected: %s", err)
+        changes = self.store.apply(result.resources)
+        if not changes.empty:
+            self._apply_started = time.monotonic()
+            await self._reconcile("apply")
+        return {
+            "ok": True,
+            "errors": [str(e) for e in result.errors],
+            "skipped": [s.reason for s in result.skipped],
+            "added": [str(k) for k in changes.added],
+            "updated": [str(k) for k in changes.updated],
+            "deleted": [],
+            "unchanged": changes.unchanged,
+            "version": self.xds.version,
+        }
+
+    async def _delete_paths(self, paths: list[str]) -> dict[str, Any]:
+        result = await asyncio.to_thread(load_paths, paths)
+        keys: list[ResourceKey] = [r.key for r in result.resources]
+        changes = self.store.delete(keys)
+        if not changes.empty:
+            self._apply_started = time.monotonic()
+            await self._reconcile("delete")
+        return {
+            "ok": True,
+            "errors": [str(e) for e in result.errors],
+            "skipped": [s.reason for s in result.skipped],
+            "added": [],
+            "updated": [],
+            "deleted": [str(k) for k in changes.deleted],
+            "unchanged": changes.unchanged,
+            "version": self.xds.version,
+        }
+
+    # -- reconcile ---------------------------------------------------------
+
+    async def _reconcile(self, reason: str) -> None:
+        """Bring pods in line with the config, rebuild the snapshot, push."""
+        async with self._lock:
+            resources = self.store.resources()
+            wanted = {pod_key(p): p for p in plan_pods(resources)}
+            for key, pod in list(self.pods.items()):
+                if wanted.get(key) != pod.plan:
+                    await asyncio.to_thread(self._stop_pod, pod)
+                    del self.pods[key]
+            self._rebuild(resources)
+            for key, plan in wanted.items():
+                if key not in self.pods:
+                    self.pods[key] = await asyncio.to_thread(self._start_pod, plan)
+            await asyncio.to_thread(self._refresh_pod_networking)
+            self.xds.push(reason)
+            self._stale = False
+
+    def _rebuild(self, resources: tuple[Resource, ...]) -> None:
+        assert self._vips is not None
+        hostnames = _service_hostnames(resources, self.snapshot.domain_suffix)
+        for gone in set(self._vips.assigned) - set(hostnames):
+            self._vips.release(gone)
+        vips = self._vips.assign(hostnames)
+        pod_ips = {
+            (p.plan.namespace, p.plan.name): p.runtime.ip for p in self.pods.values() if p.ready
+        }
+        self.revision += 1
+        self.snapshot = build_snapshot(resources, pod_ips, vips, str(self.revision))
+
+    def _refresh_pod_networking(self) -> None:
+        rules = [ServiceRule(n.vip, n.port, n.protocol.upper(), n.endpoints) for n in service_nat(self.snapshot)]
+        for pod in self.pods.values():
+            ns, name = pod.plan.namespace, pod.plan.name
+            try:
+                self.mesh.set_hosts(ns, name, host_names(self.snapshot, ns))
+                self.mesh.set_services(ns, name, rules)
+            except Exception as exc:
+                log.error("updating networking of pod %s/%s failed: %s", ns, name, exc)
+
+    def _generate(self, proxy: Proxy) -> Any:
+        return build_resources(self.snapshot, proxy)
+
+    def _on_acked(self, version: str, seconds: float, proxies: int) -> None:
+        if self._apply_started is not None:
+            since_apply = time.monotonic() - self._apply_started
+            log.info(
+                "apply to ACK: config v%s acked by all %d proxies %.0f ms after the apply",
+                version,
+                proxies,
+                since_apply * 1000,
+            )
+            self._apply_started = None
+
+    # -- pods --------------------------------------------------------------
+
+    def _start_pod(self, plan: PodPlan) -> RunningPod:
+        ns, name = plan.namespace, plan.name
+        state = self.mesh.add_pod(ns, name, host_names(self.snapshot, ns))
+        pod = RunningPod(plan=plan, runtime=state)
+        try:
+            if plan.sidecar:
+                install_capture(state.netns, CaptureConfig.from_annotations(plan.annotations))
+                self.mesh.spawn(
+                    ns,
+                    name,
+                    self._agent_argv_sidecar(plan, state.ip),
+                    role="proxy",
+                    env=self._agent_env(),
+                    sidecar=True,
+                )
+            for container in plan.containers:
+                pod.containers.append(
+                    self.mesh.spawn(
+                        ns,
+                        name,
+                        container_argv(container, plan.source_dir),
+                        role=container.name,
+                        env=container_env(container, plan, state.ip, self.venv_bin, self._base_path),
+                        cwd=container.working_dir or plan.source_dir or "/",
+                    )
+                )
+        except Exception as exc:
+            pod.error = str(exc)
+            log.error("pod %s failed to start: %s", pod_key(plan), exc)
+        else:
+            log.info("pod %s started at %s (sidecar: %s)", pod_key(plan), state.ip, plan.sidecar)
+        return pod
+
+    def _stop_pod(self, pod: RunningPod) -> None:
+        self.mesh.remove_pod(pod.plan.namespace, pod.plan.name)
+        log.info("pod %s stopped", pod_key(pod.plan))
+
+    def _agent_env(self) -> dict[str, str]:
+        return {"PATH": f"{self.venv_bin}:{self._base_path}", "PYTHONUNBUFFERED": "1"}
+
+    def _agent_argv(self, kind: str, pod: str, namespace: str, ip: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "mizzen",
+            "agent",
+            "--xds-address",
+            f"{self.mesh.state.host_ip}:{XDS_PORT}",
+            "--envoy-bin-dir",
+            str(self.layout.bin_dir),
+            "--type",
+            kind,
+            "--pod",
+            pod,
+            "--namespace",
+            namespace,
+            "--ip",
+            ip,
+            "--workdir",
+            str(self.layout.proxy_dir(namespace, pod)),
+        ]
+
+    def _agent_argv_sidecar(self, plan: PodPlan, ip: str) -> list[str]:
+        return [
+            *self._agent_argv("sidecar", plan.name, plan.namespace, ip),
+            "--labels",
+            json.dumps(dict(plan.labels)),
+            "--annotations",
+            json.dumps(dict(plan.annotations)),
+            "--service-account",
+            plan.service_account,
+            "--pod-ports",
+            pod_ports_json(plan),
+        ]
+
+    def _start_gateway(self) -> None:
+        annotations = {
+            "mizzen.io/listen-address": "127.0.0.1",
+            "mizzen.io/port-map": f"8080={self.ingress_port}",
+        }
+        argv = [
+            *self._agent_argv("router", GATEWAY_POD, GATEWAY_NAMESPACE, "127.0.0.1"),
+            "--labels",
+            json.dumps(GATEWAY_LABELS),
+            "--annotations",
+            json.dumps(annotations),
+            "--service-account",
+            "istio-ingressgateway-service-account",
+            "--admin-port",
+            "0",
+            "--health-address",
+            "127.0.0.1",
+            "--health-port",
+            "0",
+        ]
+        self.mesh.spawn_host(
+            argv, role=f"{GATEWAY_NAMESPACE}.{GATEWAY_POD}.proxy", env=self._agent_env()
+        )
+
+    async def _watch_pods(self) -> None:
+        """Readiness as the kubelet sees it, probed from the host side."""
+        while True:
+            flipped = False
+            for pod in list(self.pods.values()):
+                ready = await asyncio.to_thread(self._pod_ready, pod)
+                if ready != pod.ready:
+                    pod.ready = ready
+                    flipped = self._stale = True
+                    log.info("pod %s is %s", pod_key(pod.plan), "ready" if ready else "not ready")
+            if flipped:
+                await self._reconcile("readiness")
+            all_ready = all(p.ready for p in self.pods.values())
+            await asyncio.sleep(1.0 if all_ready else 0.2)
+
+    def _pod_ready(self, pod: RunningPod) -> bool:
+        if pod.error or not all(processes.alive(ref) for ref in pod.containers):
+            return False
+        ip = pod.runtime.ip
+        if pod.plan.sidecar and not probes.http_ok(ip, HEALTH_PORT, "/healthz/ready"):
+            return False
+        return all(self._probe(ip, t) for t in probe_targets(pod.plan))
+
+    @staticmethod
+    def _probe(ip: str, target: ProbeTarget) -> bool:
+        if target.http_path is None:
+            return probes.tcp_ok(ip, target.port)
+        return probes.http_ok(ip, target.port, target.http_path)
+
+
+def _service_hostnames(resources: tuple[Resource, ...], suffix: str) -> list[str]:
+    from mizzen.api.resources import Service
+
+    return [
+        f"{r.meta.name}.{r.meta.namespace}.svc.{suffix}"
+        for r in resources
+        if isinstance(r.obj, Service) and r.obj.cluster_ip != "None"
+    ]
+
+
+def _struct_to_dict(struct: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    result: dict[str, Any] = MessageToDict(struct)
+    return result
+
+
+async def run_daemon(layout: MeshLayout, ingress_port: int, paths: list[str]) -> int:
+    venv_bin = str(Path(sys.executable).parent)
+    daemon = MeshDaemon(layout, ingress_port, venv_bin)
+    with contextlib.suppress(asyncio.CancelledError):
+        return await daemon.run(paths)
+    return 0

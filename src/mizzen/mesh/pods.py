@@ -1,0 +1,147 @@
+"""Pure helpers the daemon uses to turn pod plans into runtime actions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mizzen.api.resources import Container, Probe
+from mizzen.model.snapshot import MeshSnapshot
+from mizzen.registry.pods import PodPlan
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """What the host-side readiness check of one pod looks at."""
+
+    http_path: str | None  # None: TCP connect
+    port: int
+
+
+def pod_key(plan: PodPlan) -> str:
+    return f"{plan.namespace}/{plan.name}"
+
+
+def container_ports(plan: PodPlan) -> dict[str, int]:
+    return {p.name: p.container_port for c in plan.containers for p in c.ports if p.name}
+
+
+def _resolve_port(port: int | str, named: Mapping[str, int]) -> int | None:
+    if isinstance(port, int):
+        return port
+    if port.isdigit():
+        return int(port)
+    return named.get(port)
+
+
+def probe_targets(plan: PodPlan) -> tuple[ProbeTarget, ...]:
+    """The kubelet's view: each container's readinessProbe, or with no probe
+    every declared containerPort accepting connections."""
+    named = container_ports(plan)
+    targets: list[ProbeTarget] = []
+    for container in plan.containers:
+        probe: Probe | None = container.readiness_probe
+        if probe is not None and probe.http_get is not None:
+            port = _resolve_port(probe.http_get.port, named)
+            if port is not None:
+                targets.append(ProbeTarget(probe.http_get.path or "/", port))
+        elif probe is not None and probe.tcp_socket_port is not None:
+            port = _resolve_port(probe.tcp_socket_port, named)
+            if port is not None:
+                targets.append(ProbeTarget(None, port))
+        elif probe is None:
+            targets.extend(ProbeTarget(None, p.container_port) for p in container.ports)
+    return tuple(targets)
+
+
+def pod_ports_json(plan: PodPlan) -> str:
+    ports = [
+        {"name": p.name, "containerPort": p.container_port, "protocol": p.protocol}
+        for c in plan.containers
+        for p in c.ports
+    ]
+    return json.dumps(ports)
+
+
+def container_argv(container: Container, source_dir: str) -> list[str]:
+    """Kubernetes semantics: `command` replaces the image entrypoint, `args`
+    follow it. Images cannot be pulled here, so a container without a command
+    has nothing to run."""
+    argv = [*container.command, *container.args]
+    if not argv:
+        raise ValueError(
+            f"container {container.name!r} has no command: images cannot be pulled in the "
+            "local runtime, give the container a `command`"
+        )
+    return [_relative_to(arg, source_dir) for arg in argv]
+
+
+def _relative_to(arg: str, source_dir: str) -> str:
+    # Only arguments that look like relative paths to existing files are
+    # anchored to the manifest's folder; everything else is passed unchanged.
+    if arg.startswith(("./", "../")):
+        candidate = Path(source_dir, arg)
+        if candidate.exists():
+            return str(candidate.resolve())
+    return arg
+
+
+def container_env(
+    container: Container, plan: PodPlan, ip: str, venv_bin: str, base_path: str
+) -> dict[str, str]:
+    env = {
+        "PATH": f"{venv_bin}:{base_path}",
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "POD_NAME": plan.name,
+        "POD_NAMESPACE": plan.namespace,
+        "POD_IP": ip,
+        "SERVICE_ACCOUNT": plan.service_account,
+    }
+    env.update({e.name: e.value for e in container.env})
+    return env
+
+
+def host_names(snapshot: MeshSnapshot, namespace: str) -> dict[str, str]:
+    """Names a pod in `namespace` resolves: every Kubernetes service by its
+    qualified names, and services of its own namespace by their short name."""
+    names: dict[str, str] = {}
+    for svc in snapshot.services.values():
+        if svc.origin != "kubernetes" or svc.vip is None:
+            continue
+        qualified = f"{svc.name}.{svc.namespace}"
+        for name in (qualified, f"{qualified}.svc", svc.hostname):
+            names[name] = svc.vip
+        if svc.namespace == namespace:
+            names[svc.name] = svc.vip
+    return names
+
+
+@dataclass(frozen=True)
+class ServiceNat:
+    vip: str
+    port: int
+    protocol: str
+    endpoints: tuple[tuple[str, int], ...]
+
+
+def service_nat(snapshot: MeshSnapshot) -> tuple[ServiceNat, ...]:
+    """kube-proxy's table: every VIP:port to its ready endpoints."""
+    rules: list[ServiceNat] = []
+    for svc in sorted(snapshot.services.values(), key=lambda s: s.hostname):
+        if svc.origin != "kubernetes" or svc.vip is None:
+            continue
+        for port in svc.ports:
+            eps = snapshot.endpoints_of(svc.hostname, port.port)
+            proto = "udp" if port.protocol == "UDP" else "tcp"
+            rules.append(
+                ServiceNat(svc.vip, port.port, proto, tuple((e.address, e.port) for e in eps))
+            )
+    return tuple(rules)
+
+
+def changed(old: Iterable[object], new: Iterable[object]) -> bool:
+    return tuple(old) != tuple(new)
