@@ -73,7 +73,11 @@ def run_demo(name: str, ingress_port: int, once: bool) -> int:
 
     console = Console(highlight=False)
     root = example_dir()
-    paths = [str(root / "platform"), str(root / "networking"), str(root / "routing" / "destination-rules.yaml")]
+    paths = [
+        str(root / "platform"),
+        str(root / "networking"),
+        str(root / "routing" / "destination-rules.yaml"),
+    ]
     try:
         layout = launch(name, paths, ingress_port)
         with console.status("starting the Bookinfo mesh (pods, sidecars, ingress gateway) ..."):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from mizzen.api.parse import ISTIO_KINDS, ISTIO_NETWORKING, SUPPORTED
 from mizzen.api.resources import Source
 from mizzen.api.validate_crd import check_spec
 
-SAMPLES = Path("/work/shared/istio-samples")
+# Istio's reference data lives beside the checkout (../shared), never in it.
+SHARED = Path(os.environ.get("MIZZEN_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+SAMPLES = SHARED / "istio-samples"
 ANALYZER = SAMPLES / "analyzer-inputs"
-CRDS = Path("/work/shared/istio-api/customresourcedefinitions.gen.yaml")
+CRDS = SHARED / "istio-api" / "customresourcedefinitions.gen.yaml"
 
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="shared Istio samples not present")
 

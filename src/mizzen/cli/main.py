@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -23,7 +23,7 @@ def _console() -> Console:
     return Console(stderr=False, highlight=False)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
 
@@ -130,7 +130,9 @@ def _print_changes(answer: dict[str, Any]) -> None:
 
 
 @cli.command()
-@click.option("-f", "--filename", "paths", multiple=True, required=True, type=click.Path(exists=True))
+@click.option(
+    "-f", "--filename", "paths", multiple=True, required=True, type=click.Path(exists=True)
+)
 @click.option("--name", default="default", show_default=True, help=NAME_HELP)
 def apply(paths: tuple[str, ...], name: str) -> None:
     """Create or update resources from files or folders."""
@@ -139,7 +141,9 @@ def apply(paths: tuple[str, ...], name: str) -> None:
 
 
 @cli.command()
-@click.option("-f", "--filename", "paths", multiple=True, required=True, type=click.Path(exists=True))
+@click.option(
+    "-f", "--filename", "paths", multiple=True, required=True, type=click.Path(exists=True)
+)
 @click.option("--name", default="default", show_default=True, help=NAME_HELP)
 def delete(paths: tuple[str, ...], name: str) -> None:
     """Delete the resources named in files or folders."""
@@ -172,7 +176,11 @@ def _table(what: str, rows: list[dict[str, Any]]) -> Table:
         for r in rows:
             ready = "yes" if r["ready"] else ("error: " + r["error"] if r["error"] else "no")
             table.add_row(
-                r["namespace"], r["name"], ready, r["ip"], "yes" if r["sidecar"] else "no",
+                r["namespace"],
+                r["name"],
+                ready,
+                r["ip"],
+                "yes" if r["sidecar"] else "no",
                 f"{r['age']:.0f}s",
             )
     elif what == "services":
@@ -180,14 +188,19 @@ def _table(what: str, rows: list[dict[str, Any]]) -> Table:
             table.add_column(col)
         for r in rows:
             table.add_row(
-                r["namespace"], r["name"], r["vip"] or "None", ",".join(r["ports"]),
+                r["namespace"],
+                r["name"],
+                r["vip"] or "None",
+                ",".join(r["ports"]),
                 str(r["endpoints"]),
             )
     else:
         for col in ("PROXY", "SYNCED", "VERSION", "LAST NACK"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["id"], "yes" if r["synced"] else "no", r["version"] or "-", r["nack"] or "")
+            table.add_row(
+                r["id"], "yes" if r["synced"] else "no", r["version"] or "-", r["nack"] or ""
+            )
     return table
 
 
@@ -202,8 +215,10 @@ def _print_status(console: Console, status: dict[str, Any]) -> None:
 
 def _find_pod(name: str, pod: str) -> dict[str, Any]:
     namespace, _, short = pod.rpartition("/")
-    pods = _call(name, {"op": "status"})["pods"]
-    matches = [p for p in pods if p["name"] == short and (not namespace or p["namespace"] == namespace)]
+    pods: list[dict[str, Any]] = _call(name, {"op": "status"})["pods"]
+    matches = [
+        p for p in pods if p["name"] == short and (not namespace or p["namespace"] == namespace)
+    ]
     if not matches:
         _fail(f"no pod {pod!r} in mesh {name}: see `mizzen get pods --name {name}`")
     if len(matches) > 1:

@@ -27,6 +27,7 @@ from mizzen.capture.iptables import install as install_capture
 from mizzen.capture.rules import CaptureConfig
 from mizzen.config.store import ConfigStore
 from mizzen.mesh import control
+from mizzen.mesh.layout import MeshLayout
 from mizzen.mesh.pods import (
     ProbeTarget,
     container_argv,
@@ -42,7 +43,6 @@ from mizzen.model.proxy import proxy_from_node
 from mizzen.model.snapshot import MeshSnapshot, Proxy
 from mizzen.registry.pods import PodPlan, plan_pods
 from mizzen.registry.vips import VipAllocator
-from mizzen.mesh.layout import MeshLayout
 from mizzen.runtime import probes, processes
 from mizzen.runtime.kubeproxy import ServiceRule
 from mizzen.runtime.mesh import LocalMesh
@@ -183,7 +183,9 @@ class MeshDaemon:
     def _service_rows(self) -> list[dict[str, Any]]:
         rows = []
         for svc in sorted(self.snapshot.services.values(), key=lambda s: s.hostname):
-            endpoints = sum(len(self.snapshot.endpoints_of(svc.hostname, p.port)) for p in svc.ports)
+            endpoints = sum(
+                len(self.snapshot.endpoints_of(svc.hostname, p.port)) for p in svc.ports
+            )
             rows.append(
                 {
                     "name": svc.name,
@@ -282,7 +284,10 @@ class MeshDaemon:
         self.snapshot = build_snapshot(resources, pod_ips, vips, str(self.revision))
 
     def _refresh_pod_networking(self) -> None:
-        rules = [ServiceRule(n.vip, n.port, n.protocol.upper(), n.endpoints) for n in service_nat(self.snapshot)]
+        rules = [
+            ServiceRule(n.vip, n.port, n.protocol.upper(), n.endpoints)
+            for n in service_nat(self.snapshot)
+        ]
         for pod in self.pods.values():
             ns, name = pod.plan.namespace, pod.plan.name
             try:
@@ -329,7 +334,9 @@ class MeshDaemon:
                         name,
                         container_argv(container, plan.source_dir),
                         role=container.name,
-                        env=container_env(container, plan, state.ip, self.venv_bin, self._base_path),
+                        env=container_env(
+                            container, plan, state.ip, self.venv_bin, self._base_path
+                        ),
                         cwd=container.working_dir or plan.source_dir or "/",
                     )
                 )

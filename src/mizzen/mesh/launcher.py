@@ -62,7 +62,9 @@ def _log_tail(layout: MeshLayout, lines: int = 5) -> str:
     return "\n".join((errors or text)[-lines:])
 
 
-def _wait_for_socket(layout: MeshLayout, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def _wait_for_socket(
+    layout: MeshLayout, proc: subprocess.Popen[bytes], timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -76,7 +78,9 @@ def _wait_for_socket(layout: MeshLayout, proc: subprocess.Popen[bytes], timeout:
             except control.ControlError:
                 pass
         time.sleep(0.1)
-    raise LaunchError(f"the mesh daemon did not start within {timeout:.0f} s; see {layout.daemon_log}")
+    raise LaunchError(
+        f"the mesh daemon did not start within {timeout:.0f} s; see {layout.daemon_log}"
+    )
 
 
 def status(layout: MeshLayout) -> dict[str, Any]:
