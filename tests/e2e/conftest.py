@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e_helpers import free_port, mesh_name
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOKINFO = ROOT / "examples" / "bookinfo"
@@ -34,17 +34,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def mesh_name(base: str) -> str:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    return f"t{worker}-{base}"[:20]
 
 
 @pytest.fixture(scope="module")

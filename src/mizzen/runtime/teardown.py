@@ -81,6 +81,23 @@ def _kill_in_netns(netns: Sequence[str], timeout: float) -> set[int]:
             return killed
 
 
+def _pids_mentioning(marker: str) -> list[int]:
+    """Processes whose command line names marker (the mesh's run dir): the
+    way to find host-network processes, such as the ingress gateway's Envoy,
+    when the state file is lost or they were started by a crashed parent."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 def down(
     name: str,
     run_dir: Path | str | None = None,
@@ -107,6 +124,8 @@ def down(
 
     killed: set[int] = set(processes.stop_many(_recorded_procs(state), timeout))
     killed |= _kill_in_netns(netns, timeout)
+    marker = f"{mesh_dir(rdir, name)}/"
+    killed |= set(processes.stop_many(_pids_mentioning(marker), timeout))
 
     removed_netns = []
     for ns in netns:
