@@ -115,7 +115,8 @@ def test_up_get_exec_logs_down(web_mesh: str) -> None:
 
     # The client has no sidecar: the service name resolves to the VIP and the
     # runtime's NAT takes it to a pod.
-    fetch = "import urllib.request as u; print(u.urlopen('http://web.shop.svc.cluster.local/', timeout=5).status)"
+    url = "http://web.shop.svc.cluster.local/"
+    fetch = f"import urllib.request as u; print(u.urlopen({url!r}, timeout=5).status)"
     out = mizzen("exec", "shop/client-0", "--name", name, "--", "python3", "-c", fetch)
     assert out.returncode == 0 and out.stdout.strip() == "200", out.stderr
     # Nothing outside the mesh resolves.
