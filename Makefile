@@ -24,6 +24,10 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+bench: venv
+	@WITH_LOAD_TOOLS=1 PYTHON=$(PYTHON) sh scripts/prereqs.sh
+	$(BIN)/mizzen bench $(if $(QUICK),--quick,)
+
 lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests

@@ -196,7 +196,18 @@ VALIDATE_CASES: dict[str, Callable[[], BootstrapOptions]] = {
     "wildcard-admin-no-limit": lambda: opts(
         admin_address="0.0.0.0", max_downstream_connections=None
     ),
+    "router-pinned-dns-resolver": lambda: opts(
+        proxy_type="router", admin_port=0, dns_resolver=("127.0.0.1", 1)
+    ),
 }
+
+
+def test_pinned_dns_resolver_has_no_fallback() -> None:
+    resolver = render_bootstrap(opts(dns_resolver=("127.0.0.1", 1)))["typed_dns_resolver_config"]
+    config = resolver["typed_config"]
+    assert config["resolvers"] == [{"socket_address": {"address": "127.0.0.1", "port_value": 1}}]
+    assert config["use_resolvers_as_fallback"] is False
+    assert "typed_dns_resolver_config" not in render_bootstrap(opts())
 
 
 @pytest.mark.parametrize("case", sorted(VALIDATE_CASES))

@@ -78,6 +78,8 @@ class BootstrapOptions:
     prometheus_port: int | None = DEFAULT_PROMETHEUS_PORT
     xds_connect_timeout_s: float = 1.0
     max_downstream_connections: int | None = 2147483647
+    # (host, port) of the only DNS server Envoy may ask; None: resolv.conf.
+    dns_resolver: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         # Copy the maps so that a caller mutating its dict later cannot change
@@ -208,9 +210,27 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "static_resources": static,
         "layered_runtime": _layered_runtime(),
     }
+    if opts.dns_resolver is not None:
+        bootstrap["typed_dns_resolver_config"] = _dns_resolver(*opts.dns_resolver)
     if opts.max_downstream_connections is not None:
         bootstrap["overload_manager"] = _overload_manager(opts.max_downstream_connections)
     return bootstrap
+
+
+def _dns_resolver(host: str, port: int) -> dict[str, Any]:
+    # Pinned resolver, no fallback to resolv.conf and no search domains: a
+    # proxy in the host's network namespace (the local ingress gateway) must
+    # never reach the host's real DNS servers.
+    return {
+        "name": "envoy.network.dns_resolver.cares",
+        "typed_config": {
+            "@type": _TYPE_PREFIX
+            + "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+            "resolvers": [_socket_address(host, port)],
+            "use_resolvers_as_fallback": False,
+            "dns_resolver_options": {"no_default_search_domain": True},
+        },
+    }
 
 
 def render_bootstrap_json(opts: BootstrapOptions) -> str:

@@ -145,6 +145,12 @@ def _convert(
     help="Do not switch to uid 1337: agent and Envoy run as the current user.",
 )
 @click.option("--envoy-log-level", default="warning", show_default=True)
+@click.option(
+    "--dns-resolver",
+    default=None,
+    metavar="HOST:PORT",
+    help="The only DNS server Envoy may ask (default: the system's resolv.conf).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log the agent's own steps.")
 def agent(
     xds_address: str,
@@ -166,6 +172,7 @@ def agent(
     envoy_binary: Path | None,
     no_drop: bool,
     envoy_log_level: str,
+    dns_resolver: str | None,
     verbose: bool,
 ) -> None:
     """Run Envoy for one pod (or gateway) as uid 1337 and serve /healthz/ready.
@@ -194,6 +201,9 @@ def agent(
         service_account=service_account,
         pod_ports=_convert(parse_pod_ports, pod_ports, "--pod-ports"),
         admin_port=admin_port,
+        dns_resolver=(
+            _convert(split_host_port, dns_resolver, "--dns-resolver") if dns_resolver else None
+        ),
     )
     config = AgentConfig(
         bootstrap=options,

@@ -289,6 +289,38 @@ def demo(once: bool, name: str, ingress_port: int) -> None:
     sys.exit(run_demo(name=name, ingress_port=ingress_port, once=once))
 
 
+@cli.command()
+@click.option("--quick", is_flag=True, help="Small sizes, for a quick look (< 3 minutes).")
+@click.option(
+    "--suite",
+    type=click.Choice(["all", "dataplane", "controlplane"]),
+    default="all",
+    show_default=True,
+)
+@click.option(
+    "--results",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench/results"),
+    show_default=True,
+    help="Where latest.json and latest.md go.",
+)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+def bench(quick: bool, suite: str, results: Path, output: str) -> None:
+    """Measure data-plane overhead and control-plane scale, side by side."""
+    from mizzen.bench.runner import run_bench
+
+    report, paths = run_bench(quick=quick, suite=suite, results=results, argv=sys.argv)
+    if output == "json":
+        click.echo(json.dumps(report, indent=2))
+        return
+    from mizzen.bench.report import rich_table
+
+    console = _console()
+    for result in report["suites"]:
+        console.print(rich_table(result["table"]))
+    console.print(f"results: {paths[0]} and {paths[1]}")
+
+
 def _register_optional() -> None:
     # The agent and capture commands live next to their layers.
     from mizzen.cli.agent import agent

@@ -408,6 +408,11 @@ class MeshDaemon:
             "127.0.0.1",
             "--health-port",
             "0",
+            # The gateway shares the host's network namespace, and so its
+            # resolv.conf: pin Envoy's DNS to a loopback port nothing serves,
+            # so that no lookup ever reaches a real DNS server.
+            "--dns-resolver",
+            "127.0.0.1:1",
         ]
         self.mesh.spawn_host(
             argv, role=f"{GATEWAY_NAMESPACE}.{GATEWAY_POD}.proxy", env=self._agent_env()

@@ -1,0 +1,1 @@
+"""Benchmarks: data-plane overhead and control-plane scale (`mizzen bench`)."""
