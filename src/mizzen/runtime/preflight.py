@@ -21,11 +21,14 @@ _TOOLS = (
 
 def problems(
     *,
-    euid: Callable[[], int] = os.geteuid,
-    which: Callable[[str], str | None] = shutil.which,
+    euid: Callable[[], int] | None = None,
+    which: Callable[[str], str | None] | None = None,
     netns_path: Path = Path("/proc/self/ns/net"),
 ) -> list[str]:
     """Every reason `up` would fail, as one line each; empty when all is well."""
+    # Looked up at call time (not as defaults) so that a test can patch os.
+    euid = euid or os.geteuid
+    which = which or shutil.which
     out: list[str] = []
     if euid() != 0:
         out.append("mizzen up needs root (namespaces, bridges, iptables): run it with sudo")
