@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,7 +129,13 @@ def test_up_get_exec_logs_down(web_mesh: str) -> None:
     web0 = next(p["ip"] for p in pods if p["name"] == "web-0")
     direct = f"import urllib.request as u; u.urlopen('http://{web0}:8080/x', timeout=5)"
     mizzen("exec", "client-0", "--name", name, "--", "python3", "-c", direct)
-    logs = mizzen("logs", "web-0", "--proxy", "--name", name)
+    # Envoy flushes its access log about once a second.
+    deadline = time.monotonic() + 10
+    while True:
+        logs = mizzen("logs", "web-0", "--proxy", "--name", name)
+        if '"GET /x HTTP/1.1" 404' in logs.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert logs.returncode == 0 and '"GET /x HTTP/1.1" 404' in logs.stdout, logs.stdout
     assert "inbound|8080||" in logs.stdout
 
@@ -196,3 +203,26 @@ def test_up_without_root_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(cli, ["up", "--detach", "--name", mesh_name("noroot")])
     assert result.exit_code == 1
     assert "root" in result.output and "Traceback" not in result.output
+
+
+def test_exited_container_is_restarted(web_mesh: str) -> None:
+    """restartPolicy Always: the pod leaves the endpoints, the container comes
+    back after the back-off, and the pod is ready again."""
+    name = web_mesh
+    state = load_state(resolve_run_dir(), name)
+    assert state is not None
+    app = next(r for p in state.pods if p.name == "web-1" for r in p.processes)
+    os.kill(app.pid, signal.SIGKILL)
+
+    deadline = time.monotonic() + 30
+    seen_not_ready = False
+    while time.monotonic() < deadline:
+        pods = json.loads(mizzen("get", "pods", "--name", name, "-o", "json").stdout)
+        web1 = next(p for p in pods if p["name"] == "web-1")
+        seen_not_ready |= not web1["ready"]
+        if web1["restarts"] == 1 and web1["ready"]:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"web-1 was not restarted and ready within 30 s: {web1}")
+    assert seen_not_ready

@@ -171,7 +171,7 @@ def get(what: str, name: str, output: str) -> None:
 def _table(what: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     if what == "pods":
-        for col in ("NAMESPACE", "NAME", "READY", "IP", "SIDECAR", "AGE"):
+        for col in ("NAMESPACE", "NAME", "READY", "RESTARTS", "IP", "SIDECAR", "AGE"):
             table.add_column(col)
         for r in rows:
             ready = "yes" if r["ready"] else ("error: " + r["error"] if r["error"] else "no")
@@ -179,6 +179,7 @@ def _table(what: str, rows: list[dict[str, Any]]) -> Table:
                 r["namespace"],
                 r["name"],
                 ready,
+                str(r["restarts"]),
                 r["ip"],
                 "yes" if r["sidecar"] else "no",
                 f"{r['age']:.0f}s",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mizzen.api.load import load_paths
-from mizzen.api.resources import Resource, ResourceKey
+from mizzen.api.resources import Container, Resource, ResourceKey
 from mizzen.capture.iptables import install as install_capture
 from mizzen.capture.rules import CaptureConfig
 from mizzen.config.store import ConfigStore
@@ -32,10 +32,13 @@ from mizzen.mesh.pods import (
     ProbeTarget,
     container_argv,
     container_env,
+    container_ports,
     host_names,
     pod_key,
     pod_ports_json,
+    probe_target,
     probe_targets,
+    restart_delay,
     service_nat,
 )
 from mizzen.model.build import build_snapshot
@@ -67,6 +70,12 @@ class RunningPod:
     ready: bool = False
     started: float = field(default_factory=time.monotonic)
     error: str = ""
+    # Per container (by index): restarts so far, when the next restart is
+    # due, consecutive liveness failures, when liveness was last probed.
+    restarts: list[int] = field(default_factory=list)
+    restart_due: list[float | None] = field(default_factory=list)
+    liveness_failures: list[int] = field(default_factory=list)
+    liveness_checked: list[float] = field(default_factory=list)
 
 
 class MeshDaemon:
@@ -176,6 +185,7 @@ class MeshDaemon:
             "netns": pod.runtime.netns,
             "labels": dict(pod.plan.labels),
             "containers": [c.name for c in pod.plan.containers],
+            "restarts": sum(pod.restarts),
             "error": pod.error,
             "age": round(time.monotonic() - pod.started, 1),
         }
@@ -328,24 +338,82 @@ class MeshDaemon:
                     sidecar=True,
                 )
             for container in plan.containers:
-                pod.containers.append(
-                    self.mesh.spawn(
-                        ns,
-                        name,
-                        container_argv(container, plan.source_dir),
-                        role=container.name,
-                        env=container_env(
-                            container, plan, state.ip, self.venv_bin, self._base_path
-                        ),
-                        cwd=container.working_dir or plan.source_dir or "/",
-                    )
-                )
+                pod.containers.append(self._spawn_container(pod, container))
+                pod.restarts.append(0)
+                pod.restart_due.append(None)
+                pod.liveness_failures.append(0)
+                pod.liveness_checked.append(time.monotonic())
         except Exception as exc:
             pod.error = str(exc)
             log.error("pod %s failed to start: %s", pod_key(plan), exc)
         else:
             log.info("pod %s started at %s (sidecar: %s)", pod_key(plan), state.ip, plan.sidecar)
         return pod
+
+    def _spawn_container(self, pod: RunningPod, container: Container) -> ProcRef:
+        plan = pod.plan
+        return self.mesh.spawn(
+            plan.namespace,
+            plan.name,
+            container_argv(container, plan.source_dir),
+            role=container.name,
+            env=container_env(container, plan, pod.runtime.ip, self.venv_bin, self._base_path),
+            cwd=container.working_dir or plan.source_dir or "/",
+        )
+
+    def _supervise(self, pod: RunningPod) -> None:
+        """restartPolicy Always: restart exited containers after a back-off,
+        and kill containers whose livenessProbe failed failureThreshold times."""
+        if pod.error:
+            return
+        now = time.monotonic()
+        named = container_ports(pod.plan)
+        for i, container in enumerate(pod.plan.containers):
+            ref = pod.containers[i]
+            if processes.alive(ref):
+                if self._liveness_failed(pod, i, container, named, now):
+                    log.warning(
+                        "container %s of pod %s failed its liveness probe: restarting",
+                        container.name,
+                        pod_key(pod.plan),
+                    )
+                    processes.stop(ref, 5.0)
+                continue
+            due = pod.restart_due[i]
+            if due is None:
+                delay = restart_delay(pod.restarts[i])
+                pod.restart_due[i] = now + delay
+                log.warning(
+                    "container %s of pod %s exited: restarting in %.0f s",
+                    container.name,
+                    pod_key(pod.plan),
+                    delay,
+                )
+            elif now >= due:
+                pod.containers[i] = self._spawn_container(pod, container)
+                pod.restarts[i] += 1
+                pod.restart_due[i] = None
+                pod.liveness_failures[i] = 0
+                pod.liveness_checked[i] = now
+
+    def _liveness_failed(
+        self, pod: RunningPod, i: int, container: Container, named: dict[str, int], now: float
+    ) -> bool:
+        probe = container.liveness_probe
+        target = None if probe is None else probe_target(probe, named)
+        if probe is None or target is None:
+            return False
+        started = pod.liveness_checked[i] if pod.restarts[i] else pod.started
+        if now < started + probe.initial_delay_seconds:
+            return False
+        if now < pod.liveness_checked[i] + probe.period_seconds:
+            return False
+        pod.liveness_checked[i] = now
+        if self._probe(pod.runtime.ip, target):
+            pod.liveness_failures[i] = 0
+            return False
+        pod.liveness_failures[i] += 1
+        return pod.liveness_failures[i] >= probe.failure_threshold
 
     def _stop_pod(self, pod: RunningPod) -> None:
         self.mesh.remove_pod(pod.plan.namespace, pod.plan.name)
@@ -423,6 +491,7 @@ class MeshDaemon:
         while True:
             flipped = False
             for pod in list(self.pods.values()):
+                await asyncio.to_thread(self._supervise, pod)
                 ready = await asyncio.to_thread(self._pod_ready, pod)
                 if ready != pod.ready:
                     pod.ready = ready

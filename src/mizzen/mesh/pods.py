@@ -36,6 +36,23 @@ def _resolve_port(port: int | str, named: Mapping[str, int]) -> int | None:
     return named.get(port)
 
 
+def probe_target(probe: Probe, named: Mapping[str, int]) -> ProbeTarget | None:
+    """Where an httpGet or tcpSocket probe looks; None for probes we cannot run."""
+    if probe.http_get is not None:
+        port = _resolve_port(probe.http_get.port, named)
+        return None if port is None else ProbeTarget(probe.http_get.path or "/", port)
+    if probe.tcp_socket_port is not None:
+        port = _resolve_port(probe.tcp_socket_port, named)
+        return None if port is None else ProbeTarget(None, port)
+    return None
+
+
+def restart_delay(restarts: int) -> float:
+    """The kubelet's crash-loop back-off, scaled down for a local mesh:
+    1 s, 2 s, 4 s, ... capped at 30 s."""
+    return float(min(30, 2 ** min(restarts, 5)))
+
+
 def probe_targets(plan: PodPlan) -> tuple[ProbeTarget, ...]:
     """The kubelet's view: each container's readinessProbe, or with no probe
     every declared containerPort accepting connections."""
@@ -43,16 +60,10 @@ def probe_targets(plan: PodPlan) -> tuple[ProbeTarget, ...]:
     targets: list[ProbeTarget] = []
     for container in plan.containers:
         probe: Probe | None = container.readiness_probe
-        if probe is not None and probe.http_get is not None:
-            port = _resolve_port(probe.http_get.port, named)
-            if port is not None:
-                targets.append(ProbeTarget(probe.http_get.path or "/", port))
-        elif probe is not None and probe.tcp_socket_port is not None:
-            port = _resolve_port(probe.tcp_socket_port, named)
-            if port is not None:
-                targets.append(ProbeTarget(None, port))
-        elif probe is None:
+        if probe is None:
             targets.extend(ProbeTarget(None, p.container_port) for p in container.ports)
+        elif (target := probe_target(probe, named)) is not None:
+            targets.append(target)
     return tuple(targets)
 
 
