@@ -22,6 +22,7 @@ demo: venv
 	$(BIN)/mizzen demo $(if $(DEMO_ONCE),--once,)
 
 test: venv
+	@WITH_LOAD_TOOLS=1 PYTHON=$(PYTHON) sh scripts/prereqs.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: venv

@@ -2,6 +2,8 @@
 # Installs (as root) or names (otherwise) the system packages Mizzen needs:
 # iproute2 (ip netns), iptables (capture and service NAT), util-linux (setpriv)
 # and python3-venv where the interpreter cannot create virtual environments.
+# WITH_LOAD_TOOLS=1 adds the benchmarks' load generator and server (hey,
+# nginx-light); `make test` and `make bench` ask for them.
 set -eu
 
 PY="${PYTHON:-python3}"
@@ -22,8 +24,18 @@ fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing system packages:$missing"
     apt-get update -qq
+    # nginx's package would start a system-wide nginx on port 80: the
+    # benchmarks run their own inside pods, so keep services from starting.
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        guard=1
+    fi
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
+    true
 else
     echo "missing system packages:$missing" >&2
     echo "install them with: sudo apt-get install -y$missing" >&2
