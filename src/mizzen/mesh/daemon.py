@@ -487,18 +487,29 @@ class MeshDaemon:
         )
 
     async def _watch_pods(self) -> None:
-        """Readiness as the kubelet sees it, probed from the host side."""
+        """Readiness as the kubelet sees it, probed from the host side, and
+        container restarts. Never dies: a failing check is logged and retried."""
         while True:
             flipped = False
-            for pod in list(self.pods.values()):
-                await asyncio.to_thread(self._supervise, pod)
-                ready = await asyncio.to_thread(self._pod_ready, pod)
+            for key, pod in list(self.pods.items()):
+                try:
+                    async with self._lock:  # not while reconcile replaces pods
+                        if self.pods.get(key) is not pod:
+                            continue
+                        await asyncio.to_thread(self._supervise, pod)
+                    ready = await asyncio.to_thread(self._pod_ready, pod)
+                except Exception:
+                    log.exception("checking pod %s failed", key)
+                    continue
                 if ready != pod.ready:
                     pod.ready = ready
                     flipped = self._stale = True
-                    log.info("pod %s is %s", pod_key(pod.plan), "ready" if ready else "not ready")
+                    log.info("pod %s is %s", key, "ready" if ready else "not ready")
             if flipped:
-                await self._reconcile("readiness")
+                try:
+                    await self._reconcile("readiness")
+                except Exception:
+                    log.exception("reconcile after a readiness change failed")
             all_ready = all(p.ready for p in self.pods.values())
             await asyncio.sleep(1.0 if all_ready else 0.2)
 
