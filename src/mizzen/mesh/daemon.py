@@ -50,7 +50,7 @@ from mizzen.runtime import probes, processes
 from mizzen.runtime.kubeproxy import ServiceRule
 from mizzen.runtime.mesh import LocalMesh
 from mizzen.runtime.state import PodState, ProcRef
-from mizzen.translate import build_resources
+from mizzen.xds.cache import ConfigCache
 from mizzen.xds.server import XdsServer
 
 log = logging.getLogger("mizzen.mesh")
@@ -87,9 +87,11 @@ class MeshDaemon:
         self.pods: dict[str, RunningPod] = {}
         self.snapshot: MeshSnapshot = build_snapshot((), {}, {}, "0")
         self.revision = 0
+        # Proxies with the same inputs share one serialized translation.
+        self._cache = ConfigCache()
         self.xds: XdsServer[Proxy] = XdsServer(
             identify=lambda node: proxy_from_node(node.id, _struct_to_dict(node.metadata)),
-            generate=self._generate,
+            generate=self._cache.generator(lambda: self.snapshot),
             proxy_key=lambda proxy: proxy.id,
         )
         self.xds.on_acked = self._on_acked
@@ -305,9 +307,6 @@ class MeshDaemon:
                 self.mesh.set_services(ns, name, rules)
             except Exception as exc:
                 log.error("updating networking of pod %s/%s failed: %s", ns, name, exc)
-
-    def _generate(self, proxy: Proxy) -> Any:
-        return build_resources(self.snapshot, proxy)
 
     def _on_acked(self, version: str, seconds: float, proxies: int) -> None:
         if self._apply_started is not None:

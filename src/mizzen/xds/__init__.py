@@ -8,8 +8,10 @@ from mizzen.xds.protocol import (
     TYPE_ROUTE,
     TYPE_SECRET,
     NackInfo,
+    PreparedConfig,
     ProxyStatus,
     Resources,
+    TypeConfig,
     TypeStatus,
 )
 from mizzen.xds.server import XdsServer
@@ -22,8 +24,10 @@ __all__ = [
     "TYPE_ROUTE",
     "TYPE_SECRET",
     "NackInfo",
+    "PreparedConfig",
     "ProxyStatus",
     "Resources",
+    "TypeConfig",
     "TypeStatus",
     "XdsServer",
 ]

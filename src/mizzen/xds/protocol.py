@@ -40,13 +40,22 @@ Rules of one stream (one gRPC ADS stream = one Envoy connection):
 8. Versions come from the caller (a per-server counter); nonces are
    ``<prefix><n>`` with ``n`` increasing per stream, so they are unique per
    response when the adapter gives each stream its own prefix.
+9. ClusterLoadAssignment responses may be incremental, as xDS allows for
+   RDS and EDS in state of the world (a resource left out of the response is
+   kept, not removed): when the content changed, the subscription did not,
+   and the previous EDS response was ACKed, only the assignments whose bytes
+   changed are sent. Anything else (a first answer, a (re)subscription, an
+   unACKed or NACKed previous response, an assignment that disappeared) gets
+   the full set. The type's state then describes the full set Envoy holds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeAlias
 
 from google.protobuf.message import Message
@@ -63,6 +72,9 @@ TYPE_SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Sec
 PUSH_ORDER: tuple[str, ...] = (TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE)
 
 WILDCARD_TYPES: frozenset[str] = frozenset({TYPE_LISTENER, TYPE_CLUSTER})
+
+# Types answered with only what changed (rule 9).
+INCREMENTAL_TYPES: frozenset[str] = frozenset({TYPE_ENDPOINT})
 
 Resources: TypeAlias = Mapping[str, Mapping[str, Message]]
 """type_url -> resource name -> protobuf message."""
@@ -133,10 +145,28 @@ class Response:
     version: str
     nonce: str
     resources: tuple[Resource, ...]
+    # The encoded ``resources`` field of the DiscoveryResponse (every Any),
+    # shared by all responses that carry the same selection.
+    payload: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(r.name for r in self.resources)
+
+    def to_bytes(self) -> bytes:
+        """The serialized ``DiscoveryResponse``, equal to ``to_proto()``'s
+        deterministic serialization, without building a message per resource."""
+        payload = self.payload
+        if payload is None:
+            payload = encode_resources(self.type_url, self.resources)
+        return b"".join(
+            (
+                _string_field(1, self.version),
+                payload,
+                _string_field(4, self.type_url),
+                _string_field(5, self.nonce),
+            )
+        )
 
     def to_proto(self) -> Any:
         # Imported here so that importing the protocol stays cheap and does not
@@ -236,6 +266,7 @@ class _TypeState:
     sent_version: str | None = None
     sent_nonce: str | None = None
     sent_digest: bytes | None = None
+    sent_selection: _Selection | None = None  # the full set behind the last response
     sent_names: tuple[str, ...] = ()
     acked_version: str | None = None
     acked_nonce: str | None = None
@@ -247,10 +278,116 @@ class _TypeState:
         return self.names is None or bool(self.names)
 
 
-@dataclass(frozen=True)
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _bytes_field(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field (omitted when empty, as proto3 does)."""
+    if not value:
+        return b""
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def _string_field(number: int, value: str) -> bytes:
+    return _bytes_field(number, value.encode())
+
+
+def encode_resources(type_url: str, resources: Iterable[Resource]) -> bytes:
+    """``DiscoveryResponse.resources`` (field 2): one packed ``Any`` per resource."""
+    type_field = _string_field(1, type_url)
+    return b"".join(
+        _varint(2 << 3 | 2) + _varint(len(packed)) + packed
+        for packed in (type_field + _bytes_field(2, r.body) for r in resources)
+    )
+
+
 class _Selection:
-    digest: bytes
-    resources: tuple[Resource, ...]
+    """The resources of one type that a stream sends, in name order."""
+
+    def __init__(self, type_url: str, resources: tuple[Resource, ...]) -> None:
+        self.type_url = type_url
+        self.resources = resources
+        self.digest = _digest(resources)
+        # id(older selection) -> (weak ref to it, what changed since): shared
+        # by every stream that moves from the same selection to this one.
+        self._changes: dict[int, tuple[weakref.ref[_Selection], _Selection | None]] = {}
+
+    @cached_property
+    def payload(self) -> bytes:
+        return encode_resources(self.type_url, self.resources)
+
+    @cached_property
+    def bodies(self) -> dict[str, bytes]:
+        return {r.name: r.body for r in self.resources}
+
+    def changes_since(self, old: _Selection) -> _Selection | None:
+        """The resources that are new or changed since ``old``; None when a
+        resource of ``old`` is gone (a partial answer cannot remove it) or
+        nothing changed."""
+        found = self._changes.get(id(old))
+        if found is not None and found[0]() is old:
+            return found[1]
+        before = old.bodies
+        changed = tuple(
+            r for r in self.resources if (b := before.get(r.name)) is not r.body and b != r.body
+        )
+        gone = len(before) + sum(1 for r in changed if r.name not in before) > len(self.resources)
+        result = None if gone or not changed else _Selection(self.type_url, changed)
+        self._changes[id(old)] = (weakref.ref(old), result)
+        return result
+
+
+class TypeConfig:
+    """The serialized resources of one type in a proxy's config (name -> body).
+
+    Immutable once built, and meant to be shared: every stream that gets the
+    same ``TypeConfig`` object also shares its sorted selection, its digest
+    and its encoded payload, so a thousand proxies with the same clusters cost
+    one serialization, one hash and one encoding.
+    """
+
+    def __init__(self, type_url: str, bodies: Mapping[str, bytes]) -> None:
+        self.type_url = type_url
+        self._bodies = dict(bodies)
+
+    @property
+    def bodies(self) -> Mapping[str, bytes]:
+        return self._bodies
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._bodies)
+
+    @cached_property
+    def full(self) -> _Selection:
+        """Every resource, in name order."""
+        return self._selection(sorted(self._bodies))
+
+    def select(self, names: frozenset[str] | None) -> _Selection:
+        """The resources named (None: all) that exist, in name order."""
+        if names is None or names >= self.names:
+            return self.full
+        return self._selection(sorted(names & self.names))
+
+    def _selection(self, names: Iterable[str]) -> _Selection:
+        return _Selection(self.type_url, tuple(Resource(n, self._bodies[n]) for n in names))
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedConfig:
+    """A proxy's whole config, already serialized: type_url -> ``TypeConfig``.
+
+    A generator may return this instead of protobuf messages (see
+    ``mizzen.xds.cache``); objects inside are shared between proxies.
+    """
+
+    types: Mapping[str, TypeConfig]
 
 
 def _digest(resources: Iterable[Resource]) -> bytes:
@@ -288,10 +425,11 @@ class Stream:
         self.node: Any = None
         self._types: dict[str, _TypeState] = {}
         self._version: str | None = None
-        self._config: dict[str, dict[str, bytes]] | None = None
-        # Selected resources and digest per type; dropped whenever the config
-        # or that type's subscription changes.
-        self._selected: dict[str, _Selection] = {}
+        self._config: dict[str, TypeConfig] | None = None
+        # Selected resources and digest per type, with the TypeConfig they
+        # came from; dropped when that type's config object or subscription
+        # changes.
+        self._selected: dict[str, tuple[TypeConfig | None, _Selection]] = {}
         self._nonce_counter = 0
 
     # -- inputs ------------------------------------------------------------
@@ -355,9 +493,15 @@ class Stream:
 
     def update_serialized(self, version: str, config: Mapping[str, Mapping[str, bytes]]) -> None:
         """Like ``update`` with bodies already serialized (see ``serialize``)."""
+        self.update_prepared(version, {t: TypeConfig(t, b) for t, b in config.items()})
+
+    def update_prepared(self, version: str, config: Mapping[str, TypeConfig]) -> None:
+        """Like ``update`` with shared, serialized ``TypeConfig`` objects."""
         self._version = version
-        self._config = {t: dict(by_name) for t, by_name in config.items()}
-        self._selected.clear()
+        self._config = dict(config)
+        self._selected = {
+            t: kept for t, kept in self._selected.items() if kept[0] is config.get(t) is not None
+        }
 
     # -- outputs -----------------------------------------------------------
 
@@ -370,14 +514,13 @@ class Stream:
         return self._version
 
     def _select(self, type_url: str, st: _TypeState) -> _Selection:
-        sel = self._selected.get(type_url)
-        if sel is None:
-            assert self._config is not None
-            by_name = self._config.get(type_url, {})
-            wanted = sorted(by_name) if st.names is None else sorted(st.names & by_name.keys())
-            resources = tuple(Resource(n, by_name[n]) for n in wanted)
-            sel = _Selection(_digest(resources), resources)
-            self._selected[type_url] = sel
+        kept = self._selected.get(type_url)
+        if kept is not None:
+            return kept[1]
+        assert self._config is not None
+        config = self._config.get(type_url)
+        sel = (config or TypeConfig(type_url, {})).select(st.names)
+        self._selected[type_url] = (config, sel)
         return sel
 
     def _due(self, type_url: str, st: _TypeState) -> bool:
@@ -405,17 +548,27 @@ class Stream:
                 continue
             assert self._version is not None
             sel = self._select(type_url, st)
+            send = sel
+            if (
+                type_url in INCREMENTAL_TYPES
+                and not st.requested
+                and st.sent_selection is not None
+                and st.acked_nonce == st.sent_nonce
+            ):
+                send = sel.changes_since(st.sent_selection) or sel
             self._nonce_counter += 1
             resp = Response(
                 type_url=type_url,
                 version=self._version,
                 nonce=f"{self.nonce_prefix}{self._nonce_counter}",
-                resources=sel.resources,
+                resources=send.resources,
+                payload=send.payload,
             )
             st.requested = False
             st.sent_version = resp.version
             st.sent_nonce = resp.nonce
             st.sent_digest = sel.digest
+            st.sent_selection = sel
             st.sent_names = resp.names
             out.append(resp)
         return out

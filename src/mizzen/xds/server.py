@@ -1,10 +1,17 @@
 """ADS over grpc.aio: the thin IO adapter around ``mizzen.xds.protocol``.
 
 Every ADS stream gets a ``protocol.Stream``; a reader task feeds it Envoy's
-requests and a writer (the RPC's response generator) sends whatever the state
-machine says is due. The writer pulls responses only when it is about to
-write, so a slow proxy that falls behind several pushes receives the latest
-content once instead of every intermediate version.
+requests and a writer (the RPC handler, through ``context.write``) sends
+whatever the state machine says is due. The writer pulls responses only when
+it is about to write, so a slow proxy that falls behind several pushes
+receives the latest content once instead of every intermediate version.
+
+``generate`` returns either protobuf messages per type (serialized here per
+proxy) or a ``PreparedConfig`` of shared, already serialized ``TypeConfig``
+objects (``mizzen.xds.cache.ConfigCache``), which streams share as they are.
+A push regenerates the proxies in short slices, yielding to the loop between
+them; "synced" and "acked by all" are kept as a set of unsynced streams
+rather than recomputed over every stream on each ACK.
 
 All state is touched on the server's event loop only; ``push`` and ``inject``
 may be called from other threads and hop onto the loop.
@@ -29,10 +36,12 @@ from mizzen.xds.protocol import (
     Connected,
     Ignored,
     Nacked,
+    PreparedConfig,
     ProtocolError,
     ProxyStatus,
     Resources,
     Stream,
+    TypeConfig,
     short_type,
 )
 from mizzen.xds.push import Debouncer, Push
@@ -48,6 +57,10 @@ _MAX_LOGGED_NAMES = 20
 _ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
 OnAcked = Callable[[str, float, int], None]
+
+# A push regenerates proxies in slices of about this many seconds, letting
+# the loop send to (and hear from) the proxies already done in between.
+_FLUSH_SLICE_S = 0.01
 
 
 def default_proxy_key(proxy: object) -> str:
@@ -94,7 +107,7 @@ class XdsServer(Generic[P]):
     def __init__(
         self,
         identify: Callable[[Any], P],
-        generate: Callable[[P], Resources],
+        generate: Callable[[P], Resources | PreparedConfig],
         proxy_key: Callable[[P], str] = default_proxy_key,
         debounce: float = 0.1,
         logger: logging.Logger | None = None,
@@ -114,6 +127,10 @@ class XdsServer(Generic[P]):
         self._changed: asyncio.Event | None = None
         # proxy key (None: every proxy) -> type_url -> name -> message
         self._overrides: dict[str | None, dict[str, dict[str, Message]]] = {}
+        # Serials of identified streams that are not synced: "acked by all"
+        # is then a set emptiness test instead of a scan per ACK.
+        self._unsynced: set[int] = set()
+        self._flushing: asyncio.Task[None] | None = None
         self.on_acked: OnAcked | None = None
         self.ports: list[int] = []
 
@@ -138,7 +155,7 @@ class XdsServer(Generic[P]):
         handler = grpc.stream_stream_rpc_method_handler(
             self._ads,
             request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-            response_serializer=discovery_pb2.DiscoveryResponse.SerializeToString,
+            response_serializer=None,  # _ads yields serialized DiscoveryResponses
         )
         server.add_generic_rpc_handlers(
             (
@@ -166,6 +183,9 @@ class XdsServer(Generic[P]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flushing = None
         for conn in list(self._conns.values()):
             conn.closed = True
             conn.wake.set()
@@ -238,20 +258,37 @@ class XdsServer(Generic[P]):
     def _flush(self) -> None:
         self._timer = None
         taken = self._debounce.take()
-        if taken is None:
+        if taken is None or self._loop is None:
             return
         requested_at, reason = taken
         self._counter += 1
-        version = self.version
+        if self._flushing is not None:
+            # The newer push regenerates everyone from the newer state.
+            self._flushing.cancel()
+        self._flushing = self._loop.create_task(self._push_all(self.version, requested_at, reason))
+
+    async def _push_all(self, version: str, requested_at: float, reason: str) -> None:
+        """Regenerate every proxy, yielding to the loop between slices so that
+        the proxies done first are sent their config while the rest wait."""
         changed = 0
-        for conn in self._conns.values():
-            if not conn.identified or conn.closed:
-                continue
-            if not self._regenerate(conn, version):
-                continue
-            if conn.stream.has_pending:
-                changed += 1
-                conn.wake.set()
+        slice_started = time.monotonic()
+        try:
+            for conn in list(self._conns.values()):
+                if not conn.identified or conn.closed:
+                    continue
+                if time.monotonic() - slice_started > _FLUSH_SLICE_S:
+                    await asyncio.sleep(0)
+                    slice_started = time.monotonic()
+                    if conn.closed:
+                        continue
+                if not self._regenerate(conn, version):
+                    continue
+                if conn.stream.has_pending:
+                    changed += 1
+                    conn.wake.set()
+        finally:
+            if self._flushing is asyncio.current_task():
+                self._flushing = None
         self._awaiting = Push(version, requested_at, reason, changed)
         self._log.debug("push v%s (%s): %d proxies changed", version, reason, changed)
         self._check_acked()
@@ -266,8 +303,35 @@ class XdsServer(Generic[P]):
             # it keeps what it has.
             self._log.exception("generating config for %s failed", conn.key)
             return False
-        conn.stream.update(version, self._apply_overrides(conn.key, resources))
+        if isinstance(resources, PreparedConfig):
+            prepared = self._apply_prepared_overrides(conn.key, resources)
+            conn.stream.update_prepared(version, prepared.types)
+        else:
+            conn.stream.update(version, self._apply_overrides(conn.key, resources))
+        self._track(conn)
         return True
+
+    def _track(self, conn: _Conn[P]) -> None:
+        """Keep ``_unsynced`` in step after anything that may change it."""
+        if conn.identified and conn.serial in self._conns and not conn.stream.synced:
+            self._unsynced.add(conn.serial)
+        else:
+            self._unsynced.discard(conn.serial)
+
+    def _apply_prepared_overrides(self, key: str, config: PreparedConfig) -> PreparedConfig:
+        layers = [self._overrides.get(None, {}), self._overrides.get(key, {})]
+        if not any(layers):
+            return config
+        merged = dict(config.types)
+        for layer in layers:
+            for type_url, by_name in layer.items():
+                if by_name:
+                    current = merged.get(type_url)
+                    bodies = dict(current.bodies) if current is not None else {}
+                    for name, msg in by_name.items():
+                        bodies[name] = msg.SerializeToString(deterministic=True)
+                    merged[type_url] = TypeConfig(type_url, bodies)
+        return PreparedConfig(merged)
 
     def _apply_overrides(self, key: str, resources: Resources) -> Resources:
         layers = [self._overrides.get(None, {}), self._overrides.get(key, {})]
@@ -282,12 +346,12 @@ class XdsServer(Generic[P]):
 
     def _check_acked(self) -> None:
         push = self._awaiting
-        if push is None or self._debounce.pending:
+        if push is None or self._debounce.pending or self._flushing is not None:
             # A pending window supersedes the push; report the later one.
             return
-        proxies = [c for c in self._conns.values() if c.identified]
-        if not all(c.stream.synced for c in proxies):
+        if self._unsynced:
             return
+        proxies = [c for c in self._conns.values() if c.identified]
         self._awaiting = None
         elapsed = time.monotonic() - push.requested_at
         if push.changed_proxies:
@@ -327,18 +391,23 @@ class XdsServer(Generic[P]):
             if c.identified
         ]
 
+    @property
+    def proxy_count(self) -> int:
+        """Connected, identified streams (cheaper than ``len(status())``)."""
+        return sum(1 for c in self._conns.values() if c.identified)
+
     def synced(self) -> bool:
         """No push pending and every connected proxy ACKed all it was sent."""
         return self._synced(None)
 
     def _synced(self, proxies: set[str] | None) -> bool:
-        if self._debounce.pending:
+        if self._debounce.pending or self._flushing is not None:
             return False
-        conns = [c for c in self._conns.values() if c.identified]
-        if proxies is not None:
-            conns = [c for c in conns if c.key in proxies]
-            if {c.key for c in conns} != proxies:
-                return False
+        if proxies is None:
+            return not self._unsynced
+        conns = [c for c in self._conns.values() if c.identified and c.key in proxies]
+        if {c.key for c in conns} != proxies:
+            return False
         return all(c.stream.synced for c in conns)
 
     async def wait_synced(self, timeout: float, proxies: Iterable[str] | None = None) -> bool:
@@ -370,18 +439,20 @@ class XdsServer(Generic[P]):
 
     # -- one ADS stream ----------------------------------------------------------
 
-    async def _ads(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+    async def _ads(self, requests: AsyncIterator[Any], context: Any) -> None:
         self._serial += 1
         conn: _Conn[P] = _Conn(self._serial, Stream(f"{self._serial}-"), time.time())
         self._conns[conn.serial] = conn
         reader = asyncio.create_task(self._read(conn, requests))
         try:
-            while True:
+            while not conn.closed:
                 await conn.wake.wait()
                 conn.wake.clear()
                 if conn.closed:
                     break
-                for response in conn.stream.next_responses():
+                responses = conn.stream.next_responses()
+                self._track(conn)
+                for response in responses:
                     self._log.debug(
                         "send %s v%s nonce %s to %s: %d resources",
                         short_type(response.type_url),
@@ -390,11 +461,22 @@ class XdsServer(Generic[P]):
                         conn.key,
                         len(response.resources),
                     )
-                    yield response.to_proto()
+                    # Serialized here (the handler has no response serializer):
+                    # the shared payload is copied, not re-encoded per proxy.
+                    # context.write, not a generator: grpc's generator driver
+                    # keeps the last message alive while the stream idles,
+                    # about one full response per connected proxy.
+                    try:
+                        await context.write(response.to_bytes())
+                    except Exception as e:  # the peer went away mid-write
+                        self._log.debug("stream %d write ended: %r", conn.serial, e)
+                        conn.closed = True
+                        break
         finally:
             conn.closed = True
             reader.cancel()
             self._conns.pop(conn.serial, None)
+            self._unsynced.discard(conn.serial)
             if conn.identified:
                 self._log.info("proxy %s disconnected (stream %d)", conn.key, conn.serial)
             self._check_acked()
@@ -470,6 +552,7 @@ class XdsServer(Generic[P]):
                 )
         if conn.stream.has_pending:
             conn.wake.set()
+        self._track(conn)
         if acks:
             self._check_acked()
         self._notify()
