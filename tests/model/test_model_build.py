@@ -207,7 +207,7 @@ def test_dns_service_entry_without_endpoints_resolves_its_host() -> None:
     [
         ("reviews", "default", REVIEWS),
         ("reviews", "prod", "reviews.prod.svc.cluster.local"),
-        ("reviews.other", "default", "reviews.other.svc.cluster.local"),
+        ("reviews.other", "default", "reviews.other"),  # Istio expands only dot-less names
         ("reviews.other.svc.cluster.local", "default", "reviews.other.svc.cluster.local"),
         ("api.example.com", "default", "api.example.com"),
         ("*.example.com", "default", "*.example.com"),
@@ -268,7 +268,8 @@ def test_mesh_vs_by_host_resolves_short_names_and_keeps_oldest_first() -> None:
         service("reviews"),
         vs("first", ("reviews",)),
         vs("second", (REVIEWS,)),
-        vs("other-ns", ("reviews.default",), ns="prod"),
+        vs("other-ns", (REVIEWS,), ns="prod"),
+        vs("dotted-is-not-expanded", ("reviews.default",), ns="prod"),
         vs("short-in-prod", ("reviews",), ns="prod"),
         vs("gw-only", ("reviews",), gateways=("gw",)),
         vs("both", ("reviews",), gateways=("gw", "mesh")),
@@ -317,7 +318,8 @@ def test_dr_by_host_resolves_relative_to_dr_namespace() -> None:
         service_entry("ext", ("api.example.com",)),
         dr("short", "reviews"),
         dr("short-prod", "reviews", ns="prod"),
-        dr("dotted", "reviews.prod", ns="default"),
+        dr("dotted", "reviews.prod.svc.cluster.local", ns="default"),
+        dr("dotted-is-not-expanded", "reviews.prod", ns="default"),
         dr("wild", "*.example.com"),
         dr("se-host", "api.example.com", ns="prod"),
     ]

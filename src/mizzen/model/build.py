@@ -9,9 +9,8 @@ several bind the same host to the mesh.
 Host names in VirtualService ``hosts`` and DestinationRule ``host`` are
 resolved to FQDNs relative to the namespace of the resource that names them:
 
-* a ServiceEntry host, or a name with two dots or more, is taken as written;
-* ``reviews`` -> ``reviews.<ns>.svc.<suffix>``;
-* ``reviews.other`` -> ``reviews.other.svc.<suffix>``;
+* a ServiceEntry host, or any name with a dot, is taken as written;
+* ``reviews`` -> ``reviews.<ns>.svc.<suffix>`` (see ``mizzen.model.hosts``);
 * a wildcard (``*``, ``*.example.com``) is indexed under every known service
   hostname it covers, after the exact-host matches for that hostname, most
   specific wildcard first, so that translation can take the first entry.
@@ -30,6 +29,7 @@ from mizzen.api.resources import (
     ServiceEntry,
     VirtualService,
 )
+from mizzen.model.hosts import qualify_host
 from mizzen.model.snapshot import (
     DEFAULT_DOMAIN_SUFFIX,
     Endpoint,
@@ -140,14 +140,9 @@ def resolve_host(
 ) -> str:
     """FQDN of a host named by a resource in ``namespace`` (rules above);
     wildcards are returned unchanged."""
-    if is_wildcard(host) or host in service_entry_hosts:
+    if host in service_entry_hosts:
         return host
-    dots = host.count(".")
-    if dots == 0:
-        return f"{host}.{namespace}.svc.{domain_suffix}"
-    if dots == 1:
-        return f"{host}.svc.{domain_suffix}"
-    return host
+    return qualify_host(host, namespace, domain_suffix)
 
 
 def is_wildcard(host: str) -> bool:

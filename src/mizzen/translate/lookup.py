@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mizzen.api.resources import DestinationRule, VirtualService
+from mizzen.model.hosts import qualify_host
 from mizzen.model.snapshot import MeshService, MeshSnapshot, Protocol, Proxy, Workload
 from mizzen.translate.names import PROXY_PORTS
 
@@ -53,18 +54,12 @@ def visible_services(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[MeshService,
 def resolve_host(snapshot: MeshSnapshot, host: str, namespace: str) -> str:
     """A VirtualService/DestinationRule host as a registry hostname.
 
-    Same rules as the snapshot's indexes: registry hosts and wildcards as
-    written, ``name`` relative to the writer's namespace, ``name.ns`` in the
-    cluster domain, anything longer as written.
+    Same rules as the snapshot's indexes: registry hosts as written, else
+    Istio's short-name rule.
     """
-    if host in snapshot.services or host.startswith("*"):
+    if host in snapshot.services:
         return host
-    dots = host.count(".")
-    if dots == 0:
-        return f"{host}.{namespace}.svc.{snapshot.domain_suffix}"
-    if dots == 1:
-        return f"{host}.svc.{snapshot.domain_suffix}"
-    return host
+    return qualify_host(host, namespace, snapshot.domain_suffix)
 
 
 def mesh_virtual_service(snapshot: MeshSnapshot, hostname: str) -> VirtualService | None:
