@@ -176,7 +176,7 @@ def _hey(p50: float, p90: float, p99: float, n: int = 1000) -> HeyResult:
 def _measurements() -> list[Measurement]:
     out = []
     for rnd, (d, b, m) in enumerate([(0.2, 0.6, 0.9), (0.3, 0.6, 1.1), (0.2, 0.8, 1.0)], 1):
-        out.append(Measurement(rnd, 1000, "direct", _hey(d, d, d), {}, {}))
+        out.append(Measurement(rnd, 1000, "direct", _hey(d, d, d), {}, {}, {}))
         for variant, v, cpu in (("bare-envoy", b, 0.1), ("mesh", m, 0.15)):
             out.append(
                 Measurement(
@@ -186,6 +186,7 @@ def _measurements() -> list[Measurement]:
                     _hey(v, v + 0.1, v + 1),
                     {"client": cpu, "server": cpu},
                     {"client": 20.0 + rnd, "server": 21.0},
+                    {"client": 10.0, "server": 11.0},
                 )
             )
     return out

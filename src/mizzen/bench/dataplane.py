@@ -188,18 +188,24 @@ def ratio(numerator: float, denominator: float) -> float | None:
 class ProcSample:
     cpu_s: float
     rss_mb: float
+    private_mb: float = 0.0  # RssAnon: what this Envoy costs beyond the shared binary
 
 
 def sample_process(pid: int) -> ProcSample:
-    """utime+stime (all threads) and VmRSS of pid."""
+    """utime+stime (all threads), VmRSS and RssAnon of pid.
+
+    VmRSS counts the Envoy binary's mapped pages (about 50 MB here), which
+    every Envoy on the machine shares; RssAnon is the memory one more
+    sidecar really adds."""
     raw = Path(f"/proc/{pid}/stat").read_text()
     fields = raw[raw.rfind(")") + 2 :].split()  # comm may hold spaces: cut after ')'
     ticks = int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-    rss_kb = 0
+    kb = {"VmRSS:": 0, "RssAnon:": 0}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kb = int(line.split()[1])
-    return ProcSample(ticks / os.sysconf("SC_CLK_TCK"), rss_kb / 1024)
+        key = line.split(maxsplit=1)[0] if line else ""
+        if key in kb:
+            kb[key] = int(line.split()[1])
+    return ProcSample(ticks / os.sysconf("SC_CLK_TCK"), kb["VmRSS:"] / 1024, kb["RssAnon:"] / 1024)
 
 
 def envoy_pid_in(netns: str) -> int:
@@ -519,6 +525,7 @@ class Measurement:
     hey: HeyResult
     cpu_s: dict[str, float]
     rss_mb: dict[str, float]
+    private_mb: dict[str, float]
 
 
 def measure(bench: Bench, target: Target, rate: int, round_no: int, sizes: Sizes) -> Measurement:
@@ -539,6 +546,7 @@ def measure(bench: Bench, target: Target, rate: int, round_no: int, sizes: Sizes
         hey=result,
         cpu_s={r: after[r].cpu_s - before[r].cpu_s for r in after},
         rss_mb={r: after[r].rss_mb for r in after},
+        private_mb={r: after[r].private_mb for r in after},
     )
 
 
@@ -601,10 +609,12 @@ def _sidecar_figures(mine: Sequence[Measurement]) -> dict[str, Any]:
     return {
         "sidecar_cpu_s_per_1000": spread([per_1000(m, None) for m in mine]),
         "sidecar_rss_mb": spread([sum(m.rss_mb.values()) for m in mine]),
+        "sidecar_private_mb": spread([sum(m.private_mb.values()) for m in mine]),
         "by_proxy": {
             role: {
                 "cpu_s_per_1000": spread([per_1000(m, role) for m in mine]),
                 "rss_mb": spread([m.rss_mb[role] for m in mine]),
+                "private_mb": spread([m.private_mb[role] for m in mine]),
             }
             for role in roles
         },
@@ -657,6 +667,7 @@ def table(results: Sequence[Mapping[str, Any]], sizes: Sizes) -> dict[str, Any]:
         "added p90",
         "sidecar CPU s/1000 req (client+server)",
         "sidecar RSS MB (client+server)",
+        "of which private (RssAnon)",
         "errors",
     ]
     rows = [
@@ -670,6 +681,7 @@ def table(results: Sequence[Mapping[str, Any]], sizes: Sizes) -> dict[str, Any]:
             _ms(r.get("added_p90_ms")),
             _num(r.get("sidecar_cpu_s_per_1000"), " s", 3),
             _num(r.get("sidecar_rss_mb"), " MB", 1),
+            _num(r.get("sidecar_private_mb"), " MB", 1),
             str(r["errors"]),
         ]
         for r in results
@@ -797,5 +809,6 @@ def _config(
             f"in bursts of {sizes.connections}; latency includes queueing within a burst"
         ),
         "cpu": "utime+stime of each Envoy process from /proc/PID/stat over each hey run",
-        "rss": "VmRSS of each Envoy after each hey run (MiB)",
+        "rss": "VmRSS of each Envoy after each hey run (MiB); RssAnon beside it is the "
+        "private part (VmRSS also counts the binary's pages, shared by every Envoy)",
     }
