@@ -316,7 +316,8 @@ def bench(quick: bool, suite: str, results: Path, output: str) -> None:
         return
     from mizzen.bench.report import rich_table
 
-    console = _console()
+    # Wide tables: when piped (make, CI logs) rich would squeeze them to 80 columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 220)
     for result in report["suites"]:
         console.print(rich_table(result["table"]))
     console.print(f"results: {paths[0]} and {paths[1]}")
