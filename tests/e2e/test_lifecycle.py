@@ -200,7 +200,12 @@ def test_up_without_root_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     from mizzen.cli.main import cli
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    result = CliRunner().invoke(cli, ["up", "--detach", "--name", mesh_name("noroot")])
+    name = mesh_name("noroot")
+    try:
+        result = CliRunner().invoke(cli, ["up", "--detach", "--name", name])
+    finally:
+        monkeypatch.undo()
+        mizzen("down", "--name", name)  # in case the check let it through
     assert result.exit_code == 1
     assert "root" in result.output and "Traceback" not in result.output
 
