@@ -53,7 +53,7 @@ def _call(name: str, request: dict[str, Any], timeout: float = 120.0) -> dict[st
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mizzen")
 def cli() -> None:
-    """Mizzen: the Istio API on Envoy, run locally or on Kubernetes."""
+    """Mizzen: the Istio API on Envoy sidecars, run as a local mesh."""
 
 
 # -- up / down ---------------------------------------------------------------
