@@ -407,6 +407,17 @@ def _http_route(raw: Raw) -> HTTPRoute:
     )
 
 
+def _l4_match(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields L4 and TLS match blocks share."""
+    return {
+        "destination_subnets": _tuple(m.get("destinationSubnets")),
+        "port": m.get("port"),
+        "source_labels": _strmap(m.get("sourceLabels")),
+        "source_namespace": m.get("sourceNamespace", ""),
+        "gateways": _tuple(m.get("gateways")),
+    }
+
+
 def _l4_routes(raw: Any) -> tuple[RouteDestination, ...]:
     return tuple(
         RouteDestination(_destination(r["destination"]), r.get("weight")) for r in raw or ()
@@ -421,16 +432,7 @@ def _virtual_service(meta: ObjectMeta, spec: Raw) -> VirtualService:
         http=tuple(_http_route(r) for r in spec.get("http") or ()),
         tcp=tuple(
             TCPRoute(
-                match=tuple(
-                    L4MatchAttributes(
-                        destination_subnets=_tuple(m.get("destinationSubnets")),
-                        port=m.get("port"),
-                        source_labels=_strmap(m.get("sourceLabels")),
-                        source_namespace=m.get("sourceNamespace", ""),
-                        gateways=_tuple(m.get("gateways")),
-                    )
-                    for m in r.get("match") or ()
-                ),
+                match=tuple(L4MatchAttributes(**_l4_match(m)) for m in r.get("match") or ()),
                 route=_l4_routes(r.get("route")),
             )
             for r in spec.get("tcp") or ()
@@ -438,14 +440,7 @@ def _virtual_service(meta: ObjectMeta, spec: Raw) -> VirtualService:
         tls=tuple(
             TLSRoute(
                 match=tuple(
-                    TLSMatchAttributes(
-                        sni_hosts=_tuple(m.get("sniHosts")),
-                        destination_subnets=_tuple(m.get("destinationSubnets")),
-                        port=m.get("port"),
-                        source_labels=_strmap(m.get("sourceLabels")),
-                        source_namespace=m.get("sourceNamespace", ""),
-                        gateways=_tuple(m.get("gateways")),
-                    )
+                    TLSMatchAttributes(sni_hosts=_tuple(m.get("sniHosts")), **_l4_match(m))
                     for m in r.get("match") or ()
                 ),
                 route=_l4_routes(r.get("route")),
