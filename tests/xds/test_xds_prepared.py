@@ -154,3 +154,34 @@ def test_server_applies_injected_overrides_to_prepared_configs() -> None:
     assert merged[TYPE_ENDPOINT] is cfg[TYPE_ENDPOINT]
     other = server._apply_prepared_overrides("q", PreparedConfig(cfg)).types
     assert other[TYPE_CLUSTER].bodies["a"] == cfg[TYPE_CLUSTER].bodies["a"]
+
+
+def test_streams_with_the_same_subscription_share_names_and_selection() -> None:
+    cfg = config({"a": 80, "b": 81, "c": 82})
+    s1, s2 = subscribed(cfg)[0], subscribed(cfg)[0]
+    st1, st2 = s1.type_status()[TYPE_ENDPOINT], s2.type_status()[TYPE_ENDPOINT]
+    assert st1.subscribed == st2.subscribed == frozenset({"a", "b", "c"})
+    assert st1.subscribed is st2.subscribed  # one set for every stream
+    # A new EDS config: both streams select from it once, sharing the result.
+    cfg2 = {**cfg, TYPE_ENDPOINT: TypeConfig(TYPE_ENDPOINT, {**cfg[TYPE_ENDPOINT].bodies})}
+    names = st1.subscribed
+    assert names is not None
+    assert cfg2[TYPE_ENDPOINT].select(names) is cfg2[TYPE_ENDPOINT].select(st2.subscribed)
+    sub = frozenset({"a", "x"})
+    assert cfg2[TYPE_ENDPOINT].select(sub).names == ("a",)
+    assert cfg2[TYPE_ENDPOINT].select(sub) is cfg2[TYPE_ENDPOINT].select(sub)
+
+
+def test_an_ack_with_the_same_names_in_another_order_changes_nothing() -> None:
+    cfg = config({"a": 80, "b": 81})
+    s, first = subscribed(cfg)
+    eds = first[TYPE_ENDPOINT]
+    assert s.receive(request(TYPE_ENDPOINT, ("b", "a"), eds)) == []
+    assert s.receive(request(TYPE_ENDPOINT, ("a", "b"), eds)) == []
+    assert s.synced and not s.next_responses()
+    # A different list after that is still a subscription change.
+    events = s.receive(request(TYPE_ENDPOINT, ("a",), eds))
+    assert [type(e).__name__ for e in events] == ["Subscribed"]
+    (again,) = s.next_responses()
+    assert again.names == ("a",)
+    assert s.type_status()[TYPE_ENDPOINT].resource_names == ("a",)

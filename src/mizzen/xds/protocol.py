@@ -267,15 +267,23 @@ class _TypeState:
     sent_nonce: str | None = None
     sent_digest: bytes | None = None
     sent_selection: _Selection | None = None  # the full set behind the last response
-    sent_names: tuple[str, ...] = ()
+    sent_part: _Selection | None = None  # what the last response carried
     acked_version: str | None = None
     acked_nonce: str | None = None
     last_nack: NackInfo | None = None
+    # The resource names of the last request that changed the subscription,
+    # as sent (shared between streams through ``_subscription``): an ACK that
+    # repeats them is recognized with one tuple comparison.
+    raw_names: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
         # A non-wildcard type with no names is unsubscribed (rule 6).
         return self.names is None or bool(self.names)
+
+    @property
+    def sent_names(self) -> tuple[str, ...]:
+        return () if self.sent_part is None else self.sent_part.names
 
 
 def _varint(n: int) -> bytes:
@@ -326,6 +334,10 @@ class _Selection:
     def bodies(self) -> dict[str, bytes]:
         return {r.name: r.body for r in self.resources}
 
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.resources)
+
     def changes_since(self, old: _Selection) -> _Selection | None:
         """The resources that are new or changed since ``old``; None when a
         resource of ``old`` is gone (a partial answer cannot remove it) or
@@ -355,6 +367,9 @@ class TypeConfig:
     def __init__(self, type_url: str, bodies: Mapping[str, bytes]) -> None:
         self.type_url = type_url
         self._bodies = dict(bodies)
+        # id(names) -> (names, selection): streams with the same (interned)
+        # subscription share one selection, found without comparing names.
+        self._selections: dict[int, tuple[frozenset[str], _Selection]] = {}
 
     @property
     def bodies(self) -> Mapping[str, bytes]:
@@ -371,9 +386,14 @@ class TypeConfig:
 
     def select(self, names: frozenset[str] | None) -> _Selection:
         """The resources named (None: all) that exist, in name order."""
-        if names is None or names >= self.names:
+        if names is None:
             return self.full
-        return self._selection(sorted(names & self.names))
+        found = self._selections.get(id(names))
+        if found is not None and found[0] is names:
+            return found[1]
+        sel = self.full if names >= self.names else self._selection(sorted(names & self.names))
+        self._selections[id(names)] = (names, sel)
+        return sel
 
     def _selection(self, names: Iterable[str]) -> _Selection:
         return _Selection(self.type_url, tuple(Resource(n, self._bodies[n]) for n in names))
@@ -402,11 +422,37 @@ def _digest(resources: Iterable[Resource]) -> bytes:
     return h.digest()
 
 
-def _normalize(type_url: str, names: Iterable[str]) -> frozenset[str] | None:
-    s = frozenset(names)
-    if "*" in s or (not s and type_url in WILDCARD_TYPES):
-        return None
-    return s
+class _Names(frozenset[str]):
+    """A subscription's names, shared by every stream that asked for the same
+    list (a thousand proxies subscribe to the same thousand EDS names)."""
+
+    __slots__ = ("raw",)
+    raw: tuple[str, ...]
+
+
+# The requested name list, as sent -> its normalized set; an entry lives as
+# long as some stream is subscribed with it.
+_INTERNED: weakref.WeakValueDictionary[tuple[str, ...], _Names] = weakref.WeakValueDictionary()
+
+_NO_NAMES: frozenset[str] = frozenset()
+
+
+def _subscription(
+    type_url: str, names: tuple[str, ...]
+) -> tuple[tuple[str, ...], frozenset[str] | None]:
+    """The names as requested and as subscribed (None: wildcard), both shared
+    with the other streams that requested the same list."""
+    if not names:
+        return (), None if type_url in WILDCARD_TYPES else _NO_NAMES
+    found = _INTERNED.get(names)
+    if found is not None:
+        return found.raw, found
+    s = _Names(names)
+    if "*" in s:
+        return names, None
+    s.raw = names
+    _INTERNED[names] = s
+    return names, s
 
 
 def serialize(resources: Resources) -> dict[str, dict[str, bytes]]:
@@ -447,10 +493,12 @@ class Stream:
             raise ProtocolError("ADS requests must carry a type_url")
 
         st = self._types.get(req.type_url)
-        names = _normalize(req.type_url, req.resource_names)
+        raw = req.resource_names
         if st is None or not req.response_nonce:
+            raw, names = _subscription(req.type_url, raw)
             st = self._types.setdefault(req.type_url, _TypeState())
             st.names = names
+            st.raw_names = raw
             st.requested = True
             self._selected.pop(req.type_url, None)
             events.append(Subscribed(req.type_url, names))
@@ -480,7 +528,12 @@ class Stream:
             st.acked_version = st.sent_version
             events.append(Acked(req.type_url, st.sent_version or "", req.response_nonce))
 
-        if names != st.names:
+        if raw == st.raw_names:
+            # The usual ACK: the same names as before, in the same order.
+            return events
+        raw, names = _subscription(req.type_url, raw)
+        st.raw_names = raw
+        if names is not st.names and names != st.names:
             st.names = names
             st.requested = True
             self._selected.pop(req.type_url, None)
@@ -569,7 +622,7 @@ class Stream:
             st.sent_nonce = resp.nonce
             st.sent_digest = sel.digest
             st.sent_selection = sel
-            st.sent_names = resp.names
+            st.sent_part = send
             out.append(resp)
         return out
 
