@@ -76,6 +76,8 @@ class RunningPod:
     restart_due: list[float | None] = field(default_factory=list)
     liveness_failures: list[int] = field(default_factory=list)
     liveness_checked: list[float] = field(default_factory=list)
+    # The hosts names and service NAT rules last installed in the pod.
+    networking: tuple[dict[str, str], list[ServiceRule]] | None = None
 
 
 class MeshDaemon:
@@ -302,9 +304,13 @@ class MeshDaemon:
         ]
         for pod in self.pods.values():
             ns, name = pod.plan.namespace, pod.plan.name
+            wanted = (host_names(self.snapshot, ns), rules)
+            if pod.networking == wanted:
+                continue  # a routing-only change: no iptables or hosts work
             try:
-                self.mesh.set_hosts(ns, name, host_names(self.snapshot, ns))
+                self.mesh.set_hosts(ns, name, wanted[0])
                 self.mesh.set_services(ns, name, rules)
+                pod.networking = wanted
             except Exception as exc:
                 log.error("updating networking of pod %s/%s failed: %s", ns, name, exc)
 
