@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mizzen.api.load import load_paths
-from mizzen.api.resources import Container, Resource, ResourceKey
+from mizzen.api.resources import Container, Resource, ResourceKey, Service
 from mizzen.capture.iptables import install as install_capture
 from mizzen.capture.rules import CaptureConfig
 from mizzen.config.store import ConfigStore
@@ -45,6 +45,7 @@ from mizzen.model.build import build_snapshot
 from mizzen.model.proxy import proxy_from_node
 from mizzen.model.snapshot import MeshSnapshot, Proxy
 from mizzen.registry.pods import PodPlan, plan_pods
+from mizzen.registry.services import service_hostname
 from mizzen.registry.vips import VipAllocator
 from mizzen.runtime import probes, processes
 from mizzen.runtime.kubeproxy import ServiceRule
@@ -534,10 +535,9 @@ class MeshDaemon:
 
 
 def _service_hostnames(resources: tuple[Resource, ...], suffix: str) -> list[str]:
-    from mizzen.api.resources import Service
-
+    """Services that get a VIP: every Kubernetes Service but headless ones."""
     return [
-        f"{r.meta.name}.{r.meta.namespace}.svc.{suffix}"
+        service_hostname(r.meta.name, r.meta.namespace, suffix)
         for r in resources
         if isinstance(r.obj, Service) and r.obj.cluster_ip != "None"
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +152,3 @@ def service_nat(snapshot: MeshSnapshot) -> tuple[ServiceNat, ...]:
                 ServiceNat(svc.vip, port.port, proto, tuple((e.address, e.port) for e in eps))
             )
     return tuple(rules)
-
-
-def changed(old: Iterable[object], new: Iterable[object]) -> bool:
-    return tuple(old) != tuple(new)
