@@ -48,7 +48,6 @@ def traces(name: str) -> dict[str, list[str]]:
         "links": [line for line in links.splitlines() if f"mizzen:{name}" in line],
         "etc": sorted(p.name for p in etc.glob(f"mz-{name}.*")) if etc.exists() else [],
         "run": [str(p) for p in (resolve_run_dir() / name,) if p.exists()],
-        "host_iptables": [],
     }
 
 
@@ -99,7 +98,7 @@ def web_mesh() -> Iterator[str]:
         yield name
     finally:
         mizzen("down", "--name", name)
-    assert traces(name) == {"netns": [], "links": [], "etc": [], "run": [], "host_iptables": []}
+    assert traces(name) == {"netns": [], "links": [], "etc": [], "run": []}
     assert host_iptables() == before
 
 

@@ -14,13 +14,13 @@ from mizzen.api.resources import (
     Probe,
 )
 from mizzen.mesh.pods import (
-    ProbeTarget,
     container_argv,
     probe_target,
     probe_targets,
     restart_delay,
 )
 from mizzen.registry.pods import PodPlan
+from mizzen.runtime.probes import HttpGetProbe, TcpSocketProbe
 
 
 def plan(*containers: Container) -> PodPlan:
@@ -44,17 +44,17 @@ def test_named_probe_ports_resolve_against_container_ports() -> None:
         ports=(ContainerPort(8558, "management"), ContainerPort(8080, "http")),
         readiness_probe=Probe(http_get=HTTPGetAction(port="management", path="/ready")),
     )
-    assert probe_targets(plan(c)) == (ProbeTarget("/ready", 8558),)
+    assert probe_targets(plan(c)) == (HttpGetProbe(8558, "/ready"),)
 
 
 def test_without_a_probe_every_container_port_must_accept() -> None:
     c = Container(name="app", ports=(ContainerPort(80), ContainerPort(81)))
-    assert probe_targets(plan(c)) == (ProbeTarget(None, 80), ProbeTarget(None, 81))
+    assert probe_targets(plan(c)) == (TcpSocketProbe(80), TcpSocketProbe(81))
 
 
 def test_unknown_named_port_gives_no_target() -> None:
     assert probe_target(Probe(tcp_socket_port="nope"), {}) is None
-    assert probe_target(Probe(tcp_socket_port="9000"), {}) == ProbeTarget(None, 9000)
+    assert probe_target(Probe(tcp_socket_port="9000"), {}) == TcpSocketProbe(9000)
     assert probe_target(Probe(exec_command=("true",)), {}) is None
 
 

@@ -29,7 +29,6 @@ from mizzen.config.store import ConfigStore
 from mizzen.mesh import control
 from mizzen.mesh.layout import MeshLayout
 from mizzen.mesh.pods import (
-    ProbeTarget,
     container_argv,
     container_env,
     container_ports,
@@ -299,10 +298,7 @@ class MeshDaemon:
         self.snapshot = build_snapshot(resources, pod_ips, vips, str(self.revision))
 
     def _refresh_pod_networking(self) -> None:
-        rules = [
-            ServiceRule(n.vip, n.port, n.protocol.upper(), n.endpoints)
-            for n in service_nat(self.snapshot)
-        ]
+        rules = list(service_nat(self.snapshot))
         for pod in self.pods.values():
             ns, name = pod.plan.namespace, pod.plan.name
             wanted = (host_names(self.snapshot, ns), rules)
@@ -415,7 +411,7 @@ class MeshDaemon:
         if now < pod.liveness_checked[i] + probe.period_seconds:
             return False
         pod.liveness_checked[i] = now
-        if self._probe(pod.runtime.ip, target):
+        if probes.is_ready(pod.runtime.ip, target):
             pod.liveness_failures[i] = 0
             return False
         pod.liveness_failures[i] += 1
@@ -525,13 +521,7 @@ class MeshDaemon:
         ip = pod.runtime.ip
         if pod.plan.sidecar and not probes.http_ok(ip, HEALTH_PORT, "/healthz/ready"):
             return False
-        return all(self._probe(ip, t) for t in probe_targets(pod.plan))
-
-    @staticmethod
-    def _probe(ip: str, target: ProbeTarget) -> bool:
-        if target.http_path is None:
-            return probes.tcp_ok(ip, target.port)
-        return probes.http_ok(ip, target.port, target.http_path)
+        return all(probes.is_ready(ip, t) for t in probe_targets(pod.plan))
 
 
 def _service_hostnames(resources: tuple[Resource, ...], suffix: str) -> list[str]:

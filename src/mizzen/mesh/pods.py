@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from mizzen.api.resources import Container, Probe
 from mizzen.model.snapshot import MeshSnapshot
 from mizzen.registry.pods import PodPlan
-
-
-@dataclass(frozen=True)
-class ProbeTarget:
-    """What the host-side readiness check of one pod looks at."""
-
-    http_path: str | None  # None: TCP connect
-    port: int
+from mizzen.runtime.dns import names_for_services
+from mizzen.runtime.kubeproxy import ServiceRule
+from mizzen.runtime.probes import HttpGetProbe, TcpSocketProbe
+from mizzen.runtime.probes import Probe as RuntimeProbe
 
 
 def pod_key(plan: PodPlan) -> str:
@@ -25,7 +20,7 @@ def pod_key(plan: PodPlan) -> str:
 
 
 def container_ports(plan: PodPlan) -> dict[str, int]:
-    return {p.name: p.container_port for c in plan.containers for p in c.ports if p.name}
+    return {p.name: p.container_port for p in plan.container_ports if p.name}
 
 
 def _resolve_port(port: int | str, named: Mapping[str, int]) -> int | None:
@@ -36,14 +31,14 @@ def _resolve_port(port: int | str, named: Mapping[str, int]) -> int | None:
     return named.get(port)
 
 
-def probe_target(probe: Probe, named: Mapping[str, int]) -> ProbeTarget | None:
+def probe_target(probe: Probe, named: Mapping[str, int]) -> RuntimeProbe | None:
     """Where an httpGet or tcpSocket probe looks; None for probes we cannot run."""
     if probe.http_get is not None:
         port = _resolve_port(probe.http_get.port, named)
-        return None if port is None else ProbeTarget(probe.http_get.path or "/", port)
+        return None if port is None else HttpGetProbe(port, probe.http_get.path or "/")
     if probe.tcp_socket_port is not None:
         port = _resolve_port(probe.tcp_socket_port, named)
-        return None if port is None else ProbeTarget(None, port)
+        return None if port is None else TcpSocketProbe(port)
     return None
 
 
@@ -53,15 +48,15 @@ def restart_delay(restarts: int) -> float:
     return float(min(30, 2 ** min(restarts, 5)))
 
 
-def probe_targets(plan: PodPlan) -> tuple[ProbeTarget, ...]:
+def probe_targets(plan: PodPlan) -> tuple[RuntimeProbe, ...]:
     """The kubelet's view: each container's readinessProbe, or with no probe
     every declared containerPort accepting connections."""
     named = container_ports(plan)
-    targets: list[ProbeTarget] = []
+    targets: list[RuntimeProbe] = []
     for container in plan.containers:
         probe: Probe | None = container.readiness_probe
         if probe is None:
-            targets.extend(ProbeTarget(None, p.container_port) for p in container.ports)
+            targets.extend(TcpSocketProbe(p.container_port) for p in container.ports)
         elif (target := probe_target(probe, named)) is not None:
             targets.append(target)
     return tuple(targets)
@@ -70,8 +65,7 @@ def probe_targets(plan: PodPlan) -> tuple[ProbeTarget, ...]:
 def pod_ports_json(plan: PodPlan) -> str:
     ports = [
         {"name": p.name, "containerPort": p.container_port, "protocol": p.protocol}
-        for c in plan.containers
-        for p in c.ports
+        for p in plan.container_ports
     ]
     return json.dumps(ports)
 
@@ -119,36 +113,24 @@ def container_env(
 def host_names(snapshot: MeshSnapshot, namespace: str) -> dict[str, str]:
     """Names a pod in `namespace` resolves: every Kubernetes service by its
     qualified names, and services of its own namespace by their short name."""
-    names: dict[str, str] = {}
-    for svc in snapshot.services.values():
-        if svc.origin != "kubernetes" or svc.vip is None:
-            continue
-        qualified = f"{svc.name}.{svc.namespace}"
-        for name in (qualified, f"{qualified}.svc", svc.hostname):
-            names[name] = svc.vip
-        if svc.namespace == namespace:
-            names[svc.name] = svc.vip
-    return names
+    services = [
+        (svc.name, svc.namespace, svc.vip)
+        for svc in snapshot.services.values()
+        if svc.origin == "kubernetes" and svc.vip is not None
+    ]
+    return names_for_services(services, namespace, snapshot.domain_suffix)
 
 
-@dataclass(frozen=True)
-class ServiceNat:
-    vip: str
-    port: int
-    protocol: str
-    endpoints: tuple[tuple[str, int], ...]
-
-
-def service_nat(snapshot: MeshSnapshot) -> tuple[ServiceNat, ...]:
+def service_nat(snapshot: MeshSnapshot) -> tuple[ServiceRule, ...]:
     """kube-proxy's table: every VIP:port to its ready endpoints."""
-    rules: list[ServiceNat] = []
+    rules: list[ServiceRule] = []
     for svc in sorted(snapshot.services.values(), key=lambda s: s.hostname):
         if svc.origin != "kubernetes" or svc.vip is None:
             continue
         for port in svc.ports:
             eps = snapshot.endpoints_of(svc.hostname, port.port)
-            proto = "udp" if port.protocol == "UDP" else "tcp"
+            proto = "UDP" if port.protocol == "UDP" else "TCP"
             rules.append(
-                ServiceNat(svc.vip, port.port, proto, tuple((e.address, e.port) for e in eps))
+                ServiceRule(svc.vip, port.port, proto, tuple((e.address, e.port) for e in eps))
             )
     return tuple(rules)
