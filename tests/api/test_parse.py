@@ -191,9 +191,9 @@ metadata: {name: default, namespace: istio-system}
 spec: {egress: [{hosts: ["./*"]}]}
 ---
 apiVersion: security.istio.io/v1
-kind: PeerAuthentication
+kind: RequestAuthentication
 metadata: {name: default}
-spec: {mtls: {mode: STRICT}}
+spec: {jwtRules: [{issuer: https://example.com}]}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -212,7 +212,7 @@ metadata: {name: w}
     assert result.errors == () and result.resources == ()
     assert [s.gvk.kind for s in result.skipped] == [
         "Sidecar",
-        "PeerAuthentication",
+        "RequestAuthentication",
         "HTTPRoute",
         "ConfigMap",
         "Widget",

@@ -1,4 +1,5 @@
-"""What loading reports besides accepted resources: errors and skipped kinds.
+"""What loading reports besides accepted resources: errors, warnings and
+skipped kinds.
 
 ``LoadResult`` is the one value every loader returns. Problems are data, not
 exceptions: one bad document must never hide the good ones next to it, and a
@@ -27,6 +28,21 @@ class ConfigError:
 
 
 @dataclass(frozen=True)
+class ConfigWarning:
+    """Something the user should know about an accepted resource: a
+    deprecated form, or a part Mizzen reads but does not enforce yet."""
+
+    source: Source
+    resource: str  # "MeshPolicy default"
+    path: str  # "spec.origins"; "" when about the whole document
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.source}: {self.resource}: {where}{self.message}"
+
+
+@dataclass(frozen=True)
 class Skipped:
     """A well-formed document of a kind Mizzen does not handle (yet)."""
 
@@ -44,6 +60,7 @@ class LoadResult:
     resources: tuple[Resource, ...] = ()
     errors: tuple[ConfigError, ...] = ()
     skipped: tuple[Skipped, ...] = ()
+    warnings: tuple[ConfigWarning, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -54,4 +71,5 @@ class LoadResult:
             self.resources + other.resources,
             self.errors + other.errors,
             self.skipped + other.skipped,
+            self.warnings + other.warnings,
         )

@@ -2,7 +2,8 @@
 
 Each document goes through identification (apiVersion/kind), the schema layer,
 the semantic layer, and only then into a model, so models never hold
-unchecked data. Every problem is reported; nothing raises.
+unchecked data. Every problem is reported; nothing raises. Warnings (deprecated
+forms, parts not enforced yet) travel with accepted resources only.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from mizzen.api import validate_istio, validate_kube
-from mizzen.api.errors import ConfigError, LoadResult, Skipped
+from mizzen.api import validate_istio, validate_kube, validate_security
+from mizzen.api.errors import ConfigError, ConfigWarning, LoadResult, Skipped
 from mizzen.api.resources import (
     Container,
     ContainerPort,
@@ -40,8 +41,11 @@ from mizzen.api.resources import (
     HTTPRoute,
     HTTPRouteDestination,
     L4MatchAttributes,
+    LegacyAuthenticationPolicy,
+    LegacyTarget,
     Namespace,
     ObjectMeta,
+    PeerAuthentication,
     Pod,
     PodSpec,
     PodTemplate,
@@ -73,13 +77,22 @@ Raw = Mapping[str, Any]
 ISTIO_NETWORKING = "networking.istio.io"
 ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 ISTIO_KINDS = ("VirtualService", "DestinationRule", "Gateway", "ServiceEntry")
+ISTIO_SECURITY = "security.istio.io"
+SECURITY_KINDS = ("PeerAuthentication",)
+# Istio 1.0-1.5 authentication policy, removed in Istio 1.6.
+LEGACY_AUTHN = "authentication.istio.io"
+LEGACY_AUTHN_KINDS = ("MeshPolicy", "Policy")
 # group -> kind -> supported versions
 SUPPORTED: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "": {k: ("v1",) for k in ("Namespace", "ServiceAccount", "Service", "Pod", "Secret")},
     "apps": {"Deployment": ("v1",)},
     ISTIO_NETWORKING: {k: ISTIO_VERSIONS for k in ISTIO_KINDS},
+    ISTIO_SECURITY: {"PeerAuthentication": ("v1", "v1beta1")},
+    LEGACY_AUTHN: {k: ("v1alpha1",) for k in LEGACY_AUTHN_KINDS},
 }
-CLUSTER_SCOPED = frozenset({("", "Namespace")})
+CLUSTER_SCOPED = frozenset({("", "Namespace"), (LEGACY_AUTHN, "MeshPolicy")})
+# Groups whose kinds have a CRD schema (validate_crd) and istiod checks.
+CRD_GROUPS = frozenset({ISTIO_NETWORKING, ISTIO_SECURITY})
 
 
 @dataclass(frozen=True)
@@ -93,16 +106,15 @@ def parse_text(text: str, file: str) -> LoadResult:
     resources: list[Resource] = []
     errors: list[ConfigError] = []
     skipped: list[Skipped] = []
+    warnings: list[ConfigWarning] = []
     for doc in _documents(text, file, errors):
         for item in _expand_lists(doc, errors):
             outcome = parse_document(item.body, item.source)
-            if isinstance(outcome, Resource):
-                resources.append(outcome)
-            elif isinstance(outcome, Skipped):
-                skipped.append(outcome)
-            else:
-                errors.extend(outcome)
-    return LoadResult(tuple(resources), tuple(errors), tuple(skipped))
+            resources.extend(outcome.resources)
+            errors.extend(outcome.errors)
+            skipped.extend(outcome.skipped)
+            warnings.extend(outcome.warnings)
+    return LoadResult(tuple(resources), tuple(errors), tuple(skipped), tuple(warnings))
 
 
 def _documents(text: str, file: str, errors: list[ConfigError]) -> Iterator[_Doc]:
@@ -164,11 +176,12 @@ def resource_label(kind: str, namespace: str, name: str) -> str:
     return f"{kind} {namespace}/{shown}" if namespace else f"{kind} {shown}"
 
 
-def parse_document(body: Any, source: Source) -> Resource | Skipped | list[ConfigError]:
-    """Identify, validate and build one document."""
+def parse_document(body: Any, source: Source) -> LoadResult:
+    """Identify, validate and build one document: a resource (with its
+    warnings), a skipped document, or errors."""
 
-    def fail(resource: str, path: str, message: str) -> list[ConfigError]:
-        return [ConfigError(source, resource, path, message)]
+    def fail(resource: str, path: str, message: str) -> LoadResult:
+        return LoadResult(errors=(ConfigError(source, resource, path, message),))
 
     if not isinstance(body, dict):
         return fail(
@@ -196,24 +209,35 @@ def parse_document(body: Any, source: Source) -> Resource | Skipped | list[Confi
         where = f" ({group})" if group else ""
         # The scope of an unknown kind is unknown: show only what was written.
         shown = f"{raw_ns}/{name}" if isinstance(raw_ns, str) and raw_ns else name
-        return Skipped(source, gvk, shown, f"kind {kind}{where} is not supported yet; skipped")
+        reason = f"kind {kind}{where} is not supported yet; skipped"
+        return LoadResult(skipped=(Skipped(source, gvk, shown, reason),))
     if version not in versions:
         wanted = " or ".join(f"{group}/{v}" if group else v for v in versions)
         return fail(label, "apiVersion", f"{api_version} has no {kind}; use {wanted}")
 
     problems: Problems = []
+    warnings: Problems = []
     validate_kube.check_metadata(body, namespaced=namespaced, out=problems)
-    if group == ISTIO_NETWORKING:
-        spec: Any = _drop_nulls(body.get("spec"))
+    spec: Any = None
+    if group in CRD_GROUPS:
+        spec = _drop_nulls(body.get("spec"))
         check_spec(kind, spec, problems)
         if spec is None:
             spec = {}
         if not problems:
-            problems.extend(validate_istio.CHECKS[kind](spec))
+            errors, warnings = _istiod_checks(kind, spec)
+            problems.extend(errors)
+    elif group == LEGACY_AUTHN:
+        # Nulls stay: a bare `mtls:` in peers means "mutual TLS, STRICT".
+        spec = body.get("spec")
+        errors, warnings = validate_security.check_legacy_policy(kind, name, spec)
+        problems.extend(errors)
     else:
         problems.extend(validate_kube.CHECKS[kind](body))
     if problems:
-        return [ConfigError(source, label, path, message) for path, message in problems]
+        return LoadResult(
+            errors=tuple(ConfigError(source, label, path, message) for path, message in problems)
+        )
 
     object_meta = ObjectMeta(
         name=name,
@@ -221,11 +245,23 @@ def parse_document(body: Any, source: Source) -> Resource | Skipped | list[Confi
         labels=dict(meta.get("labels") or {}),
         annotations=dict(meta.get("annotations") or {}),
     )
-    if group == ISTIO_NETWORKING:
+    if group in CRD_GROUPS:
         obj: Spec = _ISTIO_BUILDERS[kind](object_meta, spec)
+    elif group == LEGACY_AUTHN:
+        obj = _legacy_policy(object_meta, kind, spec or {})
     else:
         obj = _KUBE_BUILDERS[kind](object_meta, body)
-    return Resource(gvk, source, obj)
+    return LoadResult(
+        resources=(Resource(gvk, source, obj),),
+        warnings=tuple(ConfigWarning(source, label, path, message) for path, message in warnings),
+    )
+
+
+def _istiod_checks(kind: str, spec: Raw) -> tuple[Problems, Problems]:
+    """istiod's verdict as (errors, warnings)."""
+    if kind in validate_security.CHECKS:
+        return validate_security.CHECKS[kind](spec)
+    return validate_istio.CHECKS[kind](spec), []
 
 
 def _drop_nulls(value: Any) -> Any:
@@ -536,12 +572,45 @@ def _service_entry(meta: ObjectMeta, spec: Raw) -> ServiceEntry:
     )
 
 
+def _peer_authentication(meta: ObjectMeta, spec: Raw) -> PeerAuthentication:
+    labels = (spec.get("selector") or {}).get("matchLabels")
+    return PeerAuthentication(
+        meta=meta,
+        selector=_strmap(labels) if labels else None,
+        mode=(spec.get("mtls") or {}).get("mode", "UNSET"),
+        # JSON map keys are strings; the model keys ports by number.
+        port_level_mtls={
+            int(port): (mtls or {}).get("mode", "UNSET")
+            for port, mtls in (spec.get("portLevelMtls") or {}).items()
+        },
+    )
+
+
 _ISTIO_BUILDERS: Mapping[str, Callable[[ObjectMeta, Raw], Spec]] = {
     "VirtualService": _virtual_service,
     "DestinationRule": _destination_rule,
     "Gateway": _gateway,
     "ServiceEntry": _service_entry,
+    "PeerAuthentication": _peer_authentication,
 }
+
+
+def _legacy_port(raw: Raw) -> int | str:
+    number = raw.get("number")
+    return int(number) if number is not None else str(raw["name"])
+
+
+def _legacy_policy(meta: ObjectMeta, kind: str, spec: Raw) -> LegacyAuthenticationPolicy:
+    return LegacyAuthenticationPolicy(
+        meta=meta,
+        kind="MeshPolicy" if kind == "MeshPolicy" else "Policy",
+        mode=validate_security.legacy_peer_mode(spec),
+        targets=tuple(
+            LegacyTarget(t["name"], tuple(_legacy_port(p) for p in t.get("ports") or ()))
+            for t in spec.get("targets") or ()
+        ),
+        has_origins=bool(spec.get("origins")),
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -442,6 +442,47 @@ class ServiceEntry:
     subject_alt_names: tuple[str, ...] = ()
 
 
+# ---------------------------------------------------------------------------
+# Istio security: peer (mutual TLS) authentication
+
+MtlsMode = Literal["UNSET", "DISABLE", "PERMISSIVE", "STRICT"]
+
+
+@dataclass(frozen=True)
+class PeerAuthentication:
+    """security.istio.io PeerAuthentication (v1 and v1beta1)."""
+
+    meta: ObjectMeta
+    # matchLabels; None when there is no selector or it has no matchLabels
+    # (then the policy is namespace-wide, or mesh-wide in the root namespace)
+    selector: Mapping[str, str] | None = None
+    mode: MtlsMode = "UNSET"  # "UNSET" when spec.mtls or its mode is absent
+    # keyed by workload (container) port, not Service port
+    port_level_mtls: Mapping[int, MtlsMode] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LegacyTarget:
+    """One ``targets`` entry of an authentication.istio.io/v1alpha1 Policy."""
+
+    name: str  # a Service name in the policy's namespace
+    ports: tuple[int | str, ...] = ()  # Service port number or name; empty = all ports
+
+
+@dataclass(frozen=True)
+class LegacyAuthenticationPolicy:
+    """authentication.istio.io/v1alpha1 MeshPolicy (cluster-scoped, named
+    ``default``) or Policy (namespaced), as Istio 1.0-1.4 read them. Only the
+    peer part is kept as data: ``mode`` is what ``peers`` and
+    ``peerIsOptional`` mean (no mTLS peer method: DISABLE)."""
+
+    meta: ObjectMeta
+    kind: Literal["MeshPolicy", "Policy"]
+    mode: MtlsMode
+    targets: tuple[LegacyTarget, ...] = ()
+    has_origins: bool = False  # origins (JWT) present; not translated yet
+
+
 Spec = (
     Namespace
     | ServiceAccount
@@ -453,6 +494,8 @@ Spec = (
     | DestinationRule
     | Gateway
     | ServiceEntry
+    | PeerAuthentication
+    | LegacyAuthenticationPolicy
 )
 
 

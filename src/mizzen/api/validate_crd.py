@@ -1,14 +1,18 @@
 """The CRD-schema layer: what the Kubernetes API server checks before istiod
-ever sees a VirtualService, DestinationRule, Gateway or ServiceEntry.
+ever sees a VirtualService, DestinationRule, Gateway, ServiceEntry or
+PeerAuthentication.
 
 The upstream CRDs (OpenAPI v3 plus CEL ``x-kubernetes-validations``) are
 restated here as a small tree of Python nodes, written by hand from the
 published schema, so that Mizzen's verdict equals the API server's without
-reading the CRD file at run time. The three served versions (v1alpha3,
+reading the CRD file at run time. The served versions of a kind (v1alpha3,
 v1beta1, v1) share one schema upstream, so there is one tree per kind.
 
 Behaviour copied from the API server:
 - unknown fields are pruned silently (the specs do not preserve them);
+  ``Obj(closed=True)`` trees report them instead, for the legacy kinds whose
+  CRDs never pruned, where a misspelt field would silently change what a
+  security policy means;
 - ``null`` is treated as absent (non-nullable nulls are pruned);
 - CEL rules run only on values that already have the right type.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -153,6 +158,7 @@ class Map:
     value: Node
     max_properties: int | None = None
     rules: tuple[Rule, ...] = ()
+    min_properties: int | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,7 @@ class Obj:
     # each group: at most one of these fields (the CRDs' oneOf of "required")
     exclusive: tuple[tuple[str, ...], ...] = ()
     rules: tuple[Rule, ...] = ()
+    closed: bool = False  # unknown fields are errors rather than pruned
 
 
 Node = Str | Int | Num | Bool | Arr | Map | Obj
@@ -234,6 +241,10 @@ def check(node: Node, value: Any, path: str, out: Problems) -> None:
         if node.max_properties is not None and len(value) > node.max_properties:
             out.append((path, f"must have at most {node.max_properties} entries"))
             return
+        if node.min_properties is not None and len(value) < node.min_properties:
+            noun = "entry" if node.min_properties == 1 else "entries"
+            out.append((path, f"must have at least {node.min_properties} {noun}"))
+            return
         before = len(out)
         for k, v in value.items():
             if v is not None:
@@ -244,6 +255,10 @@ def check(node: Node, value: Any, path: str, out: Problems) -> None:
         if not isinstance(value, dict):
             out.append((path, f"must be an object, got {type_name(value)}"))
             return
+        if node.closed:
+            for name in value:
+                if name not in node.props:
+                    out.append((join(path, name), unknown_field_message(name, node.props)))
         present = {k for k, v in value.items() if v is not None}
         missing = [name for name in node.required if name not in present]
         for name in missing:
@@ -262,6 +277,16 @@ def check(node: Node, value: Any, path: str, out: Problems) -> None:
         message = rule(value)
         if message is not None:
             out.append((path, message))
+
+
+def unknown_field_message(name: str, known: Mapping[str, object]) -> str:
+    """Name the field the user most likely meant, else list the choices."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if not close:
+        close = [k for k in known if k.lower() == name.lower()]
+    if close:
+        return f"unknown field; did you mean {close[0]}?"
+    return f"unknown field; expected one of {', '.join(known)}"
 
 
 def _range_message(lo: str, hi: str, value: object) -> str:
@@ -499,6 +524,19 @@ def _no_wildcard_label_value(value: Any) -> str | None:
     return "wildcard not allowed in label value match" if "*" in value else None
 
 
+# istio.type.v1beta1.WorkloadSelector, shared by DestinationRule and the
+# security kinds.
+WORKLOAD_SELECTOR = Obj(
+    {
+        "matchLabels": Map(
+            Str(max_length=63, rules=(_no_wildcard_label_value,)),
+            max_properties=4096,
+            rules=(_no_wildcard_keys, _no_empty_keys),
+        )
+    }
+)
+
+
 _LOCALITY_FAILOVER = Arr(Obj({"from": Str(), "to": Str()}))
 
 _LOAD_BALANCER = Obj(
@@ -656,15 +694,7 @@ DESTINATION_RULE = Obj(
             )
         ),
         "exportTo": _strings(),
-        "workloadSelector": Obj(
-            {
-                "matchLabels": Map(
-                    Str(max_length=63, rules=(_no_wildcard_label_value,)),
-                    max_properties=4096,
-                    rules=(_no_wildcard_keys, _no_empty_keys),
-                )
-            }
-        ),
+        "workloadSelector": WORKLOAD_SELECTOR,
     },
     required=("host",),
 )
@@ -864,11 +894,54 @@ SERVICE_ENTRY = Obj(
     rules=(_service_entry_rules,),
 )
 
+# ---------------------------------------------------------------------------
+# PeerAuthentication (security.istio.io v1 and v1beta1 share one schema)
+
+MTLS_MODES = ("UNSET", "DISABLE", "PERMISSIVE", "STRICT")
+_PORT_KEY = re.compile(r"^[0-9]+$")
+
+
+def _port_keys_in_range(value: Any) -> str | None:
+    # CEL: self.all(key, 0 < int(key) && int(key) <= 65535). A key that is not
+    # a number makes int() fail, which the API server also refuses.
+    for k in map(str, value):
+        if not _PORT_KEY.match(k):
+            return f"keys must be port numbers, got {k!r}"
+        if not 0 < int(k) <= 65535:
+            return f"port must be between 1-65535, got {k}"
+    return None
+
+
+def _port_level_mtls_needs_selector(value: Any) -> str | None:
+    # CEL: has(self.portLevelMtls) ? <selector.matchLabels, or {}>.size() > 0 : true
+    if not _has(value, "portLevelMtls"):
+        return None
+    labels = (value.get("selector") or {}).get("matchLabels") or {}
+    if labels:
+        return None
+    return (
+        "portLevelMtls requires selector: port-level modes apply only to the"
+        " workloads chosen by selector.matchLabels"
+    )
+
+
+_MTLS = Obj({"mode": Str(enum=MTLS_MODES)})
+
+PEER_AUTHENTICATION = Obj(
+    {
+        "selector": WORKLOAD_SELECTOR,
+        "mtls": _MTLS,
+        "portLevelMtls": Map(_MTLS, min_properties=1, rules=(_port_keys_in_range,)),
+    },
+    rules=(_port_level_mtls_needs_selector,),
+)
+
 SPEC_SCHEMAS: Mapping[str, Obj] = {
     "VirtualService": VIRTUAL_SERVICE,
     "DestinationRule": DESTINATION_RULE,
     "Gateway": GATEWAY,
     "ServiceEntry": SERVICE_ENTRY,
+    "PeerAuthentication": PEER_AUTHENTICATION,
 }
 
 

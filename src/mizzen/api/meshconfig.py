@@ -1,0 +1,146 @@
+"""Istio's MeshConfig: the mesh-wide settings an operator gives istiod.
+
+Istio reads it from the ``mesh`` key of the ``istio`` ConfigMap in
+``istio-system`` (or ``meshConfig`` in an IstioOperator/Helm values file).
+Mizzen reads the same YAML from a file (``mizzen up --mesh-config FILE``);
+either the bare MeshConfig or a document with a top-level ``meshConfig``
+key is accepted, so both habits work unchanged.
+
+Only the fields Mizzen acts on are modelled; any other MeshConfig field is
+reported back as ignored rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from mizzen.api.validate_crd import parse_duration
+
+DEFAULT_TRUST_DOMAIN = "cluster.local"
+DEFAULT_ROOT_NAMESPACE = "istio-system"
+# Istio's agent asks for 24 h certificates unless SECRET_TTL says otherwise.
+DEFAULT_SECRET_TTL_S = 24 * 3600.0
+SECRET_TTL = "SECRET_TTL"
+PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
+
+_KNOWN = frozenset({"trustDomain", "rootNamespace", "enableAutoMtls", "defaultConfig"})
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
+
+
+class MeshConfigError(ValueError):
+    """The mesh config cannot be used; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
+    enable_auto_mtls: bool = True
+    # defaultConfig.proxyMetadata: environment of every proxy's agent.
+    proxy_metadata: Mapping[str, str] = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()  # top-level fields read but not acted on
+
+
+def load_mesh_config(path: str) -> MeshConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise MeshConfigError(f"{path}: cannot read the mesh config: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise MeshConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_mesh_config(raw, path)
+
+
+def parse_mesh_config(raw: Any, source: str = "mesh config") -> MeshConfig:
+    if raw is None:
+        return MeshConfig()
+    if isinstance(raw, dict) and isinstance(raw.get("meshConfig"), dict):
+        raw = raw["meshConfig"]
+    if not isinstance(raw, dict):
+        raise MeshConfigError(f"{source}: expected a MeshConfig mapping (trustDomain: ..., ...)")
+
+    def fail(path: str, message: str) -> MeshConfigError:
+        return MeshConfigError(f"{source}: {path}: {message}")
+
+    trust_domain = raw.get("trustDomain", DEFAULT_TRUST_DOMAIN)
+    if not isinstance(trust_domain, str) or not _TRUST_DOMAIN.match(trust_domain):
+        raise fail(
+            "trustDomain", f"must be a DNS-like name such as cluster.local, not {trust_domain!r}"
+        )
+    root = raw.get("rootNamespace", DEFAULT_ROOT_NAMESPACE)
+    if not isinstance(root, str) or not _DNS_LABEL.match(root):
+        raise fail("rootNamespace", f"must be a namespace name, not {root!r}")
+    auto = raw.get("enableAutoMtls", True)
+    if not isinstance(auto, bool):
+        raise fail("enableAutoMtls", f"must be true or false, not {auto!r}")
+    metadata = _proxy_metadata(raw.get("defaultConfig"), "defaultConfig", fail)
+    return MeshConfig(
+        trust_domain=trust_domain,
+        root_namespace=root,
+        enable_auto_mtls=auto,
+        proxy_metadata=metadata,
+        ignored=tuple(sorted(str(k) for k in raw if k not in _KNOWN)),
+    )
+
+
+def _proxy_metadata(raw: Any, path: str, fail: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise fail(path, "must be a ProxyConfig mapping")
+    metadata = raw.get("proxyMetadata") or {}
+    if not isinstance(metadata, dict):
+        raise fail(f"{path}.proxyMetadata", "must be a map of environment variables")
+    out = {}
+    for key, value in metadata.items():
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise fail(f"{path}.proxyMetadata.{key}", "must be a string")
+        out[str(key)] = str(value)
+    if SECRET_TTL in out:
+        secret_ttl_seconds(out[SECRET_TTL], f"{path}.proxyMetadata.{SECRET_TTL}", fail)
+    return out
+
+
+def secret_ttl_seconds(value: str, path: str = SECRET_TTL, fail: Any = None) -> float:
+    """A Go duration (``24h``, ``2m``) as seconds; it must be positive."""
+    seconds = parse_duration(value)
+    if seconds is None or seconds <= 0:
+        message = f"must be a positive duration such as 24h or 2m, not {value!r}"
+        if fail is not None:
+            raise fail(path, message)
+        raise MeshConfigError(f"{path}: {message}")
+    return seconds
+
+
+def pod_secret_ttl(annotations: Mapping[str, str], mesh: MeshConfig) -> float:
+    """The workload certificate lifetime a pod's agent asks for: the pod's
+    ``proxy.istio.io/config`` proxyMetadata first, then the mesh default.
+
+    Raises MeshConfigError naming the annotation when it cannot be read.
+    """
+    value = mesh.proxy_metadata.get(SECRET_TTL)
+    raw = annotations.get(PROXY_CONFIG_ANNOTATION)
+    if raw:
+        where = f"annotation {PROXY_CONFIG_ANNOTATION}"
+        try:
+            parsed = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise MeshConfigError(f"{where}: not valid YAML: {e}") from None
+
+        def fail(path: str, message: str) -> MeshConfigError:
+            return MeshConfigError(f"{where}: {path}: {message}")
+
+        own = _proxy_metadata(parsed, "", fail) if parsed is not None else {}
+        value = own.get(SECRET_TTL, value)
+    if value is None:
+        return DEFAULT_SECRET_TTL_S
+    return secret_ttl_seconds(value)
