@@ -83,7 +83,27 @@ def bootstrap(resources: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         _static_eds(cluster, assignments) for cluster in resources[CLUSTER].values()
     )
     result: dict[str, Any] = MessageToDict(boot)
+    # The agent's bootstrap cluster that every TLS context names for its
+    # secrets (SDS); validation only needs it to exist.
+    result["staticResources"].setdefault("clusters", []).append(_sds_cluster())
     return result
+
+
+def _sds_cluster() -> dict[str, Any]:
+    from mizzen.agent.bootstrap import BootstrapOptions, render_bootstrap
+
+    options = BootstrapOptions(
+        pod="check",
+        namespace="default",
+        ips=("10.0.0.1",),
+        xds_host="127.0.0.1",
+        xds_port=15012,
+        sds_socket="validate/sds",
+        xds_tls=True,
+    )
+    clusters = render_bootstrap(options)["static_resources"]["clusters"]
+    found: dict[str, Any] = next(c for c in clusters if c["name"] == "sds-grpc")
+    return found
 
 
 def validate(bootstraps: Mapping[str, dict[str, Any]], workdir: Path) -> dict[str, str]:

@@ -15,7 +15,9 @@ from mizzen.api.resources import (
     GatewayPort,
     HTTPRoute,
     HTTPRouteDestination,
+    MtlsMode,
     ObjectMeta,
+    PeerAuthentication,
     Server,
     Subset,
     TCPRoute,
@@ -120,6 +122,8 @@ def snapshot(
     virtual_services: Sequence[VirtualService] = (),
     destination_rules: Sequence[DestinationRule] = (),
     gateways: Sequence[Gateway] = (),
+    peer_authentications: Sequence[PeerAuthentication] = (),
+    service_accounts: Mapping[str, tuple[str, ...]] | None = None,
 ) -> MeshSnapshot:
     mesh_vs = [v for v in virtual_services if not v.gateways or "mesh" in v.gateways]
     return MeshSnapshot(
@@ -140,6 +144,20 @@ def snapshot(
             if g != "mesh"
         ),
         dr_by_host=_index((_resolve(d.host, d.meta.namespace), d) for d in destination_rules),
+        peer_authentications=tuple(peer_authentications),
+        service_accounts=dict(service_accounts or {}),
+    )
+
+
+def pa(
+    name: str,
+    ns: str = "default",
+    mode: MtlsMode = "UNSET",
+    selector: Mapping[str, str] | None = None,
+    ports: Mapping[int, MtlsMode] | None = None,
+) -> PeerAuthentication:
+    return PeerAuthentication(
+        ObjectMeta(name, ns), dict(selector) if selector else None, mode, dict(ports or {})
     )
 
 
@@ -177,14 +195,17 @@ def router(
 
 
 REVIEWS = fqdn("reviews")
+ISTIO_TLS = {"security.istio.io/tlsMode": "istio"}
 
 
 def bookinfo(
     virtual_services: Sequence[VirtualService] = (),
     destination_rules: Sequence[DestinationRule] = (),
     gateways: Sequence[Gateway] = (),
+    peer_authentications: Sequence[PeerAuthentication] = (),
 ) -> MeshSnapshot:
-    """productpage, details, ratings and three reviews versions, plus a TCP db."""
+    """productpage, details, ratings and three reviews versions, plus a TCP db.
+    reviews v1 and v2 have sidecars (``security.istio.io/tlsMode: istio``)."""
     services = [
         service("productpage", vip="10.0.0.10"),
         service("details", vip="10.0.0.11"),
@@ -197,8 +218,8 @@ def bookinfo(
         (fqdn("details"), 9080): [endpoint("10.1.0.2", app="details", version="v1")],
         (REVIEWS, 9080): [
             endpoint("10.1.0.5", app="reviews", version="v3"),
-            endpoint("10.1.0.3", app="reviews", version="v1"),
-            endpoint("10.1.0.4", app="reviews", version="v2"),
+            endpoint("10.1.0.3", app="reviews", version="v1", **ISTIO_TLS),
+            endpoint("10.1.0.4", app="reviews", version="v2", **ISTIO_TLS),
         ],
         (fqdn("ratings"), 9080): [endpoint("10.1.0.6", app="ratings", version="v1")],
         (fqdn("mongodb"), 27017): [endpoint("10.1.0.7", 27017, app="mongodb")],
@@ -214,7 +235,16 @@ def bookinfo(
             ports=(9080,),
         )
     ]
-    return snapshot(services, endpoints, workloads, virtual_services, destination_rules, gateways)
+    return snapshot(
+        services,
+        endpoints,
+        workloads,
+        virtual_services,
+        destination_rules,
+        gateways,
+        peer_authentications,
+        {REVIEWS: ("spiffe://cluster.local/ns/default/sa/bookinfo-reviews",)},
+    )
 
 
 REVIEWS_SUBSETS = dr(

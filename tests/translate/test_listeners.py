@@ -7,7 +7,7 @@ from google.protobuf.json_format import MessageToDict
 from mizzen.api.resources import Destination, RouteDestination, TCPRoute
 from mizzen.translate.listeners import build_listeners
 
-from .factories import bookinfo, dr, fqdn, gateway, router, service, sidecar, snapshot, vs
+from .factories import bookinfo, dr, fqdn, gateway, pa, router, service, sidecar, snapshot, vs
 
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 HCM = "envoy.filters.network.http_connection_manager"
@@ -92,7 +92,8 @@ def test_tcp_routes_split_by_weight() -> None:
 
 
 def test_virtual_inbound_chains_per_port_and_catchall() -> None:
-    inbound = listeners(bookinfo(), sidecar(ports=(9080, 7777)))["virtualInbound"]
+    snap = bookinfo(peer_authentications=[pa("default", mode="DISABLE")])
+    inbound = listeners(snap, sidecar(ports=(9080, 7777)))["virtualInbound"]
     assert inbound["address"]["socketAddress"]["portValue"] == 15006
     assert [f["name"] for f in inbound["listenerFilters"]] == [
         "envoy.filters.listener.original_dst"
@@ -100,8 +101,8 @@ def test_virtual_inbound_chains_per_port_and_catchall() -> None:
     chains = inbound["filterChains"]
     assert [(c["name"], c.get("filterChainMatch")) for c in chains] == [
         ("virtualInbound-blackhole", {"destinationPort": 15006}),
-        ("inbound|7777||", {"destinationPort": 7777}),
-        ("inbound|9080||", {"destinationPort": 9080}),
+        ("inbound|7777||-plaintext", {"destinationPort": 7777}),
+        ("inbound|9080||-plaintext", {"destinationPort": 9080}),
         ("virtualInbound-catchall-tcp", None),
     ]
     kind, tcp = chain_filter(chains[1])  # 7777: no service names it, so TCP
@@ -141,4 +142,8 @@ def test_proxy_ports_are_never_served_or_captured_twice() -> None:
     found = listeners(snapshot([status]), sidecar(ports=(15006, 15021, 8080)))
     assert "0.0.0.0_15021" not in found
     chains = [c["name"] for c in found["virtualInbound"]["filterChains"]]
-    assert chains == ["virtualInbound-blackhole", "inbound|8080||", "virtualInbound-catchall-tcp"]
+    assert [c for c in chains if "8080" in c or "15021" in c] == [
+        "inbound|8080||",
+        "inbound|8080||-plaintext",
+        "inbound|8080||-tls",
+    ]

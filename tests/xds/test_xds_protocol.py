@@ -158,8 +158,10 @@ def test_nack_is_recorded_and_not_resent_until_content_changes() -> None:
         s.receive(ack(r))
     assert s.synced
     s.update("2", config(timeout=2))
-    (cds,) = s.next_responses()
+    cds, eds = s.next_responses()  # cluster a changed: its endpoints follow
     assert cds.type_url == TYPE_CLUSTER and cds.version == "2"
+    assert eds.names == ("a",)
+    s.receive(ack(eds, ("a", "b")))
 
     events = s.receive(req(TYPE_CLUSTER, nonce=cds.nonce, version="1", error="bad cluster a"))
     assert events == [
@@ -184,9 +186,10 @@ def test_nack_is_recorded_and_not_resent_until_content_changes() -> None:
     assert s.next_responses() == []
     # Fixed content goes out, and its ACK clears the out-of-sync state.
     s.update("4", config(timeout=4))
-    (fixed,) = s.next_responses()
+    fixed, endpoints = s.next_responses()
     assert fixed.version == "4"
     s.receive(ack(fixed))
+    s.receive(ack(endpoints, ("a", "b")))
     assert s.synced
 
 
@@ -199,9 +202,9 @@ def test_stale_nonce_is_ignored_names_included() -> None:
     # Content of route 9080 did not change, so nothing new is due for RDS.
     assert [r.type_url for r in s.next_responses()] == []
     s.update("4", config(timeout=9))
-    (cds,) = s.next_responses()
+    cds, _ = s.next_responses()  # with cluster a's endpoints
     s.update("5", config(timeout=10))
-    (cds2,) = s.next_responses()
+    cds2, _ = s.next_responses()
     events = s.receive(req(TYPE_CLUSTER, ("zzz",), nonce=cds.nonce, version="3"))
     assert events == [Ignored(TYPE_CLUSTER, cds.nonce, "stale nonce")]
     assert s.type_status()[TYPE_CLUSTER].acked_nonce != cds.nonce
@@ -254,10 +257,11 @@ def test_push_sends_only_the_types_whose_content_changed() -> None:
     assert s.next_responses() == []
     s.update("4", config(timeout=5, routes=("80", "9080", "extra")))
     out = s.next_responses()
-    assert [r.type_url for r in out] == [TYPE_CLUSTER]
+    assert [r.type_url for r in out] == [TYPE_CLUSTER, TYPE_ENDPOINT]
     assert out[0].version == "4"
     assert not s.synced
     s.receive(ack(out[0]))
+    s.receive(ack(out[1], ("a", "b")))
     assert s.synced
 
 
@@ -269,9 +273,36 @@ def test_only_proxies_whose_output_changed_get_a_response() -> None:
             s.receive(ack(r))
     a.update("2", config(timeout=7))
     b.update("2", config())
-    assert [r.type_url for r in a.next_responses()] == [TYPE_CLUSTER]
+    assert [r.type_url for r in a.next_responses()] == [TYPE_CLUSTER, TYPE_ENDPOINT]
     assert b.next_responses() == []
     assert b.synced and not a.synced
+
+
+def test_a_changed_cluster_gets_its_endpoints_again() -> None:
+    """Envoy warms a changed EDS cluster until its assignment arrives again,
+    and asks for the same names: the assignment is resent unasked."""
+    s, first = connected()
+    for r in first.values():
+        s.receive(ack(r))
+    s.update("2", config(timeout=9))
+    cds, eds = s.next_responses()
+    assert (cds.type_url, cds.names) == (TYPE_CLUSTER, ("a", "b"))
+    assert (eds.type_url, eds.names) == (TYPE_ENDPOINT, ("a",))  # b is unchanged
+    s.receive(ack(cds))
+    s.receive(ack(eds, ("a", "b")))
+    assert s.next_responses() == []
+    assert s.synced
+
+
+def test_a_new_cluster_alone_does_not_resend_endpoints() -> None:
+    s, first = connected()
+    for r in first.values():
+        s.receive(ack(r))
+    changed = config()
+    changed[TYPE_CLUSTER]["c"] = cluster_pb2.Cluster(name="c")
+    s.update("2", changed)
+    (cds,) = s.next_responses()  # Envoy asks for c's endpoints by name
+    assert cds.names == ("a", "b", "c")
 
 
 def test_resubscription_with_empty_nonce_resends() -> None:

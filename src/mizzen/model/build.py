@@ -21,15 +21,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
+from mizzen.api.meshconfig import MeshConfig
 from mizzen.api.resources import (
     DestinationRule,
     Gateway,
+    LegacyAuthenticationPolicy,
+    PeerAuthentication,
     Resource,
     Service,
     ServiceEntry,
     VirtualService,
 )
+from mizzen.ca.identity import spiffe_id
 from mizzen.model.hosts import qualify_host
+from mizzen.model.legacy_authn import to_peer_authentications
 from mizzen.model.snapshot import (
     DEFAULT_DOMAIN_SUFFIX,
     Endpoint,
@@ -38,7 +43,8 @@ from mizzen.model.snapshot import (
     Workload,
 )
 from mizzen.registry.endpoints import service_endpoints, workloads
-from mizzen.registry.pods import plan_pods
+from mizzen.registry.labels import selector_matches
+from mizzen.registry.pods import PodPlan, plan_pods
 from mizzen.registry.services import mesh_services
 
 __all__ = [
@@ -61,9 +67,12 @@ def build_snapshot(
     vips: Mapping[str, str],
     version: str,
     domain_suffix: str = DEFAULT_DOMAIN_SUFFIX,
+    mesh: MeshConfig | None = None,
 ) -> MeshSnapshot:
+    mesh = mesh or MeshConfig()
     services = mesh_services(resources, vips, domain_suffix)
-    pods = workloads(plan_pods(resources), pod_ips)
+    plans = plan_pods(resources)
+    pods = workloads(plans, pod_ips)
     virtual_services = _objects(resources, VirtualService)
     destination_rules = _objects(resources, DestinationRule)
     se_hosts = frozenset(
@@ -92,7 +101,75 @@ def build_snapshot(
             se_hosts,
             domain_suffix,
         ),
+        peer_authentications=peer_authentications(resources, mesh.root_namespace),
+        root_namespace=mesh.root_namespace,
+        trust_domain=mesh.trust_domain,
+        auto_mtls=mesh.enable_auto_mtls,
+        service_accounts=service_identities(resources, services, plans, mesh.trust_domain),
     )
+
+
+def peer_authentications(
+    resources: Sequence[Resource], root_namespace: str
+) -> tuple[PeerAuthentication, ...]:
+    """PeerAuthentications in apply order, each legacy MeshPolicy or Policy
+    replaced in place by its modern equivalents."""
+    kube_services = _objects(resources, Service)
+    out: list[PeerAuthentication] = []
+    for r in resources:
+        if isinstance(r.obj, PeerAuthentication):
+            out.append(r.obj)
+        elif isinstance(r.obj, LegacyAuthenticationPolicy):
+            converted, _notes = to_peer_authentications(r.obj, kube_services, root_namespace)
+            out.extend(converted)
+    return tuple(out)
+
+
+def service_identities(
+    resources: Sequence[Resource],
+    services: Mapping[str, MeshService],
+    plans: Sequence[PodPlan],
+    trust_domain: str,
+) -> dict[str, tuple[str, ...]]:
+    """hostname -> sorted SPIFFE identities of the workloads behind it.
+
+    Every planned pod counts, ready or not, so that readiness changes never
+    touch the clusters that verify these names. A ServiceEntry adds its own
+    ``subjectAltNames`` and its endpoints' service accounts."""
+    by_label: dict[tuple[str, str, str], list[PodPlan]] = {}
+    for plan in plans:
+        for key, value in plan.labels.items():
+            by_label.setdefault((plan.namespace, key, value), []).append(plan)
+    entries = {
+        (r.meta.namespace, r.meta.name): r.obj for r in resources if isinstance(r.obj, ServiceEntry)
+    }
+    out: dict[str, tuple[str, ...]] = {}
+    for hostname, service in services.items():
+        names: set[str] = set()
+        selector = service.selector
+        entry = None
+        if service.origin == "serviceentry":
+            entry = entries.get((service.namespace, service.name))
+            selector = entry.workload_selector if entry is not None else None
+        if selector:
+            first = next(iter(selector.items()))
+            for plan in by_label.get((service.namespace, *first), ()):
+                if selector_matches(selector, plan.labels):
+                    names.add(_identity(service.namespace, plan.service_account, trust_domain))
+        if entry is not None:
+            names.update(entry.subject_alt_names)
+            names.update(
+                _identity(service.namespace, e.service_account, trust_domain)
+                for e in entry.endpoints
+                if e.service_account
+            )
+        if names:
+            out[hostname] = tuple(sorted(names))
+    return out
+
+
+def _identity(namespace: str, service_account: str, trust_domain: str) -> str:
+    return str(spiffe_id(namespace, service_account, trust_domain))
 
 
 def indexed_endpoints(

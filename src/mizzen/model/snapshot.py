@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mizzen.api.resources import DestinationRule, Gateway, VirtualService
+from mizzen.api.resources import DestinationRule, Gateway, PeerAuthentication, VirtualService
 
 # HTTP, HTTP2 and GRPC are all proxied by the HTTP connection manager; TCP and
 # TLS are proxied as opaque streams; UNKNOWN is Istio's auto-detect, which we
@@ -21,6 +21,8 @@ from mizzen.api.resources import DestinationRule, Gateway, VirtualService
 Protocol = Literal["HTTP", "HTTP2", "GRPC", "TCP", "TLS", "MONGO", "UDP", "UNKNOWN"]
 
 DEFAULT_DOMAIN_SUFFIX = "cluster.local"
+DEFAULT_TRUST_DOMAIN = "cluster.local"
+DEFAULT_ROOT_NAMESPACE = "istio-system"
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,15 @@ class MeshSnapshot:
     vs_by_gateway: Mapping[str, tuple[VirtualService, ...]] = field(default_factory=dict)
     # hostname -> DestinationRules for it (more specific namespace first)
     dr_by_host: Mapping[str, tuple[DestinationRule, ...]] = field(default_factory=dict)
+    # PeerAuthentications in apply order (oldest first), legacy MeshPolicy
+    # and Policy already converted.
+    peer_authentications: tuple[PeerAuthentication, ...] = ()
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    auto_mtls: bool = True
+    # hostname -> SPIFFE identities of every workload behind it, ready or
+    # not: what a client accepts from the server's certificate.
+    service_accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def service(self, hostname: str) -> MeshService | None:
         return self.services.get(hostname)

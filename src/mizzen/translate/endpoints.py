@@ -11,6 +11,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
 from mizzen.model.snapshot import Endpoint, MeshSnapshot, Proxy
+from mizzen.translate import tls
 from mizzen.translate.clusters import OutboundCluster, outbound_clusters, socket_address
 from mizzen.translate.lookup import labels_match
 
@@ -20,14 +21,21 @@ def locality(name: str) -> Any:
     return base_pb2.Locality(region=region, zone=zone, sub_zone=sub_zone)
 
 
+def lb_endpoint(e: Endpoint) -> Any:
+    out = endpoint_components_pb2.LbEndpoint(
+        endpoint={"address": socket_address(e.address, e.port)},
+        load_balancing_weight={"value": max(e.weight, 1)},
+    )
+    tls_mode = e.labels.get(tls.TLS_MODE_LABEL)
+    if tls_mode:
+        # Selects the cluster's matching transport socket (auto mTLS).
+        match = out.metadata.filter_metadata[tls.TRANSPORT_SOCKET_MATCH]
+        match.fields[tls.TLS_MODE_KEY].string_value = tls_mode
+    return out
+
+
 def _locality_group(name: str, endpoints: Iterable[Endpoint]) -> Any:
-    lb_endpoints = [
-        endpoint_components_pb2.LbEndpoint(
-            endpoint={"address": socket_address(e.address, e.port)},
-            load_balancing_weight={"value": max(e.weight, 1)},
-        )
-        for e in endpoints
-    ]
+    lb_endpoints = [lb_endpoint(e) for e in endpoints]
     group = endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb_endpoints)
     if name:
         group.locality.CopyFrom(locality(name))

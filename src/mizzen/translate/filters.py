@@ -86,8 +86,15 @@ def http_connection_manager(
     rds_name: str | None = None,
     route_config: Any = None,
     use_remote_address: bool = False,
+    forward_peer_identity: bool = False,
 ) -> Any:
-    """An HCM filter with routes from RDS (``rds_name``) or inline."""
+    """An HCM filter with routes from RDS (``rds_name``) or inline.
+
+    ``forward_peer_identity`` (the server side of mTLS) hands the app the
+    caller's identity in ``X-Forwarded-Client-Cert``, appended to what the
+    caller forwarded, in Istio's ``By=...;Hash=...;Subject="";URI=...``
+    form. Elsewhere the header is stripped, so nobody can forge it.
+    """
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
@@ -96,6 +103,12 @@ def http_connection_manager(
         normalize_path=wrappers_pb2.BoolValue(value=True),
         use_remote_address=wrappers_pb2.BoolValue(value=use_remote_address),
     )
+    if forward_peer_identity:
+        manager.forward_client_cert_details = hcm_pb2.HttpConnectionManager.APPEND_FORWARD
+        details = manager.set_current_client_cert_details
+        details.subject.value = True
+        details.dns = True
+        details.uri = True
     if rds_name is not None:
         manager.rds.config_source.CopyFrom(ads_config_source())
         manager.rds.route_config_name = rds_name

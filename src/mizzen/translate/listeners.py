@@ -15,12 +15,15 @@ from typing import Any
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.type.v3 import range_pb2
 from google.protobuf import wrappers_pb2
 
 from mizzen.api.resources import RouteDestination, VirtualService
 from mizzen.model.snapshot import MeshService, MeshSnapshot, Proxy
-from mizzen.translate import names
+from mizzen.translate import names, tls
 from mizzen.translate.actions import destination_cluster, split_weights
+from mizzen.translate.authn import Mode, WorkloadMtls, workload_mtls
 from mizzen.translate.clusters import socket_address
 from mizzen.translate.filters import ORIGINAL_DST_FILTER, http_connection_manager, pack, tcp_proxy
 from mizzen.translate.gateways import GatewayServer, selected_servers
@@ -36,6 +39,15 @@ from mizzen.translate.routes import inbound_route_config, sidecar_http_ports
 
 OUTBOUND = base_pb2.OUTBOUND
 INBOUND = base_pb2.INBOUND
+
+TLS_INSPECTOR_FILTER = "envoy.filters.listener.tls_inspector"
+# Inbound chain names: the mTLS chain keeps Istio's cluster-like name, the
+# others say what they accept.
+PLAINTEXT_SUFFIX = "-plaintext"
+TLS_SUFFIX = "-tls"
+CATCH_ALL_MTLS = "virtualInbound-catchall-mtls"
+CATCH_ALL_TCP = "virtualInbound-catchall-tcp"
+CATCH_ALL_TLS = "virtualInbound-catchall-tls"
 
 
 def filter_chain(name: str, network_filter: Any, destination_port: int | None = None) -> Any:
@@ -146,16 +158,93 @@ def virtual_outbound_listener() -> Any:
     return listener
 
 
-def inbound_chain(inbound: InboundPort) -> Any:
+def _inbound_filter(inbound: InboundPort, *, mtls: bool, raw: bool = False) -> Any:
     cluster = names.inbound_cluster(inbound.port)
-    if inbound.is_http:
-        network_filter = http_connection_manager(
+    if inbound.is_http and not raw:
+        return http_connection_manager(
             f"inbound_0.0.0.0_{inbound.port}",
             route_config=inbound_route_config(inbound.port, inbound.hostname),
+            forward_peer_identity=mtls,
         )
-    else:
-        network_filter = tcp_proxy(cluster, cluster)
-    return filter_chain(cluster, network_filter, inbound.port)
+    return tcp_proxy(cluster, cluster)
+
+
+def _mtls_chain(name: str, network_filter: Any, port: int | None, alpn: tuple[str, ...]) -> Any:
+    chain = filter_chain(name, network_filter, port)
+    chain.filter_chain_match.transport_protocol = "tls"
+    chain.filter_chain_match.application_protocols.extend(tls.ISTIO_ALPNS)
+    chain.transport_socket.CopyFrom(tls.istio_downstream(alpn))
+    return chain
+
+
+def _tls_passthrough_chain(name: str, network_filter: Any, port: int | None) -> Any:
+    # PERMISSIVE: TLS that is not the mesh's (the app's own) reaches the app as is.
+    chain = filter_chain(name, network_filter, port)
+    chain.filter_chain_match.transport_protocol = "tls"
+    return chain
+
+
+def inbound_chains(inbound: InboundPort, mode: Mode) -> list[Any]:
+    """The chains of one inbound port: mTLS, plaintext, or both (PERMISSIVE,
+    told apart by the TLS inspector)."""
+    name, port = names.inbound_cluster(inbound.port), inbound.port
+    chains = []
+    if mode != "DISABLE":
+        alpn = tls.SERVER_HTTP_ALPN if inbound.is_http else ()
+        chains.append(_mtls_chain(name, _inbound_filter(inbound, mtls=True), port, alpn))
+    if mode != "STRICT":
+        plaintext = _inbound_filter(inbound, mtls=False)
+        chains.append(filter_chain(f"{name}{PLAINTEXT_SUFFIX}", plaintext, port))
+    if mode == "PERMISSIVE":
+        raw = _inbound_filter(inbound, mtls=False, raw=True)
+        chains.append(_tls_passthrough_chain(f"{name}{TLS_SUFFIX}", raw, port))
+    return chains
+
+
+def catch_all_chains(mode: Mode) -> list[Any]:
+    """Ports no service or container declares: to the original destination,
+    under the workload's own mode."""
+    cluster = names.INBOUND_PASSTHROUGH_CLUSTER
+    chains = []
+    if mode != "DISABLE":
+        chains.append(_mtls_chain(CATCH_ALL_MTLS, tcp_proxy(cluster, cluster), None, ()))
+    if mode != "STRICT":
+        chains.append(filter_chain(CATCH_ALL_TCP, tcp_proxy(cluster, cluster)))
+    if mode == "PERMISSIVE":
+        chains.append(_tls_passthrough_chain(CATCH_ALL_TLS, tcp_proxy(cluster, cluster), None))
+    return chains
+
+
+def _port_predicate(ports: list[int]) -> Any:
+    """Matches a destination port in ``ports`` (Envoy wants 2+ rules in an or)."""
+    predicate = listener_components_pb2.ListenerFilterChainMatchPredicate
+    rules = [
+        predicate(destination_port_range=range_pb2.Int32Range(start=port, end=port + 1))
+        for port in ports
+    ]
+    if len(rules) == 1:
+        return rules[0]
+    return predicate(or_match=predicate.MatchSet(rules=rules))
+
+
+def _tls_inspector(mtls: WorkloadMtls, ports: list[int]) -> Any | None:
+    """The TLS inspector, skipped on ports that only take plaintext (it
+    waits for the client's first bytes, which server-first protocols never
+    send); None when no port needs it."""
+    needs = [p for p in ports if mtls.for_port(p) != "DISABLE"]
+    plain = [p for p in ports if mtls.for_port(p) == "DISABLE"]
+    inspector = listener_components_pb2.ListenerFilter(
+        name=TLS_INSPECTOR_FILTER, typed_config=pack(tls_inspector_pb2.TlsInspector())
+    )
+    if mtls.mode != "DISABLE":
+        if plain:
+            inspector.filter_disabled.CopyFrom(_port_predicate(plain))
+        return inspector
+    if not needs:
+        return None
+    # Only the listed ports need it: disabled wherever the port is not one of them.
+    inspector.filter_disabled.not_match.CopyFrom(_port_predicate(needs))
+    return inspector
 
 
 def virtual_inbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> Any:
@@ -165,9 +254,17 @@ def virtual_inbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> Any:
         names.INBOUND_CAPTURE_PORT,
         INBOUND,
     )
+    mtls = workload_mtls(snapshot, proxy.namespace, proxy.labels)
+    ports = inbound_ports(snapshot, proxy)
     listener.listener_filters.add(
         name=ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
     )
+    inspector = _tls_inspector(mtls, [p.port for p in ports])
+    if inspector is not None:
+        listener.listener_filters.append(inspector)
+        # A client that never speaks first is still served after the
+        # inspector gives up (Envoy's default 15 s), as plaintext.
+        listener.continue_on_listener_filters_timeout = True
     listener.filter_chains.append(
         filter_chain(
             "virtualInbound-blackhole",
@@ -175,13 +272,9 @@ def virtual_inbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> Any:
             names.INBOUND_CAPTURE_PORT,
         )
     )
-    listener.filter_chains.extend(inbound_chain(p) for p in inbound_ports(snapshot, proxy))
-    listener.filter_chains.append(
-        filter_chain(
-            "virtualInbound-catchall-tcp",
-            tcp_proxy(names.INBOUND_PASSTHROUGH_CLUSTER, names.INBOUND_PASSTHROUGH_CLUSTER),
-        )
-    )
+    for inbound in ports:
+        listener.filter_chains.extend(inbound_chains(inbound, mtls.for_port(inbound.port)))
+    listener.filter_chains.extend(catch_all_chains(mtls.mode))
     return listener
 
 

@@ -15,7 +15,8 @@ outbound clusters   visibility: the namespace, only if some service has a
                     restrictive ``exportTo``
 EDS                 visibility (as above)
 inbound clusters,   "inbound key": namespace, labels, pod ports and the
-virtualInbound      workload's named container ports
+virtualInbound      workload's named container ports (labels also pick the
+                    workload's PeerAuthentication)
 outbound listeners, namespace (short names, ``sourceNamespace``), labels only
 routes              if some VirtualService match has ``sourceLabels``
 fixed clusters,     proxy type
@@ -70,6 +71,11 @@ _CONFIG_FIELDS = (
     "mesh_vs_by_host",
     "vs_by_gateway",
     "dr_by_host",
+    "peer_authentications",
+    "root_namespace",
+    "trust_domain",
+    "auto_mtls",
+    "service_accounts",
 )
 
 
@@ -128,10 +134,15 @@ def same_config(old: MeshSnapshot, new: MeshSnapshot) -> bool:
 # proxy inputs in its key; a part is carried over to the next snapshot when
 # none of these changed. Anything not listed here is never carried over.
 _ALL = frozenset(_CONFIG_FIELDS) | {"dns_endpoints"}
-_CLUSTERS = frozenset({"services", "destination_rules", "dr_by_host", "domain_suffix"}) | {
-    "dns_endpoints"
-}
-_INBOUND = frozenset({"services", "domain_suffix"})
+# Peer authentication and identities: what upstream TLS (clusters) and the
+# inbound chains' mTLS modes read.
+_MTLS = frozenset({"peer_authentications", "root_namespace"})
+_CLUSTERS = (
+    frozenset({"services", "destination_rules", "dr_by_host", "domain_suffix"})
+    | {"dns_endpoints", "trust_domain", "auto_mtls", "service_accounts"}
+    | _MTLS
+)
+_INBOUND = frozenset({"services", "domain_suffix"}) | _MTLS
 _DEPENDS: dict[str, frozenset[str]] = {
     "cds-out": _CLUSTERS,  # visible services, DestinationRule subsets, DNS targets
     "cds-in": _INBOUND,  # services selecting the pod (+ the workload, in the key)

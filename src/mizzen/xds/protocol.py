@@ -40,7 +40,11 @@ Rules of one stream (one gRPC ADS stream = one Envoy connection):
 8. Versions come from the caller (a per-server counter); nonces are
    ``<prefix><n>`` with ``n`` increasing per stream, so they are unique per
    response when the adapter gives each stream its own prefix.
-9. ClusterLoadAssignment responses may be incremental, as xDS allows for
+9. A cluster that Envoy receives again, changed, is rebuilt and warms until
+   its endpoints arrive again; Envoy does not ask for them with new names,
+   so each changed EDS cluster's assignment is resent right after the CDS
+   response that changed it, even when the assignment itself did not change.
+10. ClusterLoadAssignment responses may be incremental, as xDS allows for
    RDS and EDS in state of the world (a resource left out of the response is
    kept, not removed): when the content changed, the subscription did not,
    and the previous EDS response was ACKed, only the assignments whose bytes
@@ -275,6 +279,9 @@ class _TypeState:
     # as sent (shared between streams through ``_subscription``): an ACK that
     # repeats them is recognized with one tuple comparison.
     raw_names: tuple[str, ...] = ()
+    # Resources to send again in the next response whatever their content
+    # (rule 9: assignments of clusters that were just changed).
+    refresh: frozenset[str] = frozenset()
 
     @property
     def active(self) -> bool:
@@ -353,6 +360,24 @@ class _Selection:
         result = None if gone or not changed else _Selection(self.type_url, changed)
         self._changes[id(old)] = (weakref.ref(old), result)
         return result
+
+
+def _incremental(
+    sel: _Selection, old: _Selection, unchanged: bool, refresh: frozenset[str]
+) -> _Selection:
+    """What an incremental response carries: what changed since ``old`` plus
+    the resources to resend; everything when a resource is gone (a partial
+    answer cannot remove it)."""
+    names = set(refresh)
+    if not unchanged:
+        changes = sel.changes_since(old)
+        if changes is None:
+            return sel
+        if not refresh:
+            return changes
+        names.update(changes.names)
+    picked = tuple(r for r in sel.resources if r.name in names)
+    return _Selection(sel.type_url, picked) if picked else sel
 
 
 class TypeConfig:
@@ -579,7 +604,28 @@ class Stream:
     def _due(self, type_url: str, st: _TypeState) -> bool:
         if self._config is None or not st.active:
             return False
-        return st.requested or self._select(type_url, st).digest != st.sent_digest
+        if st.requested or st.refresh:
+            return True
+        return self._select(type_url, st).digest != st.sent_digest
+
+    def _refresh_changed_clusters(self, sel: _Selection, st: _TypeState) -> None:
+        """Rule 9: mark the assignments of clusters changed since the last
+        CDS response for a resend."""
+        eds = self._types.get(TYPE_ENDPOINT)
+        old = st.sent_selection
+        if eds is None or not eds.active or old is None:
+            return
+        changes = sel.changes_since(old)
+        if changes is not None:
+            changed = set(changes.names)
+        else:
+            before = old.bodies
+            changed = {r.name for r in sel.resources if before.get(r.name) != r.body}
+        changed &= old.bodies.keys()  # new clusters are asked for by name anyway
+        if eds.names is not None:
+            changed &= eds.names
+        if changed:
+            eds.refresh = eds.refresh | changed
 
     @property
     def has_pending(self) -> bool:
@@ -601,6 +647,8 @@ class Stream:
                 continue
             assert self._version is not None
             sel = self._select(type_url, st)
+            if type_url == TYPE_CLUSTER:
+                self._refresh_changed_clusters(sel, st)
             send = sel
             if (
                 type_url in INCREMENTAL_TYPES
@@ -608,7 +656,9 @@ class Stream:
                 and st.sent_selection is not None
                 and st.acked_nonce == st.sent_nonce
             ):
-                send = sel.changes_since(st.sent_selection) or sel
+                unchanged = sel.digest == st.sent_digest
+                send = _incremental(sel, st.sent_selection, unchanged, st.refresh)
+            st.refresh = frozenset()
             self._nonce_counter += 1
             resp = Response(
                 type_url=type_url,

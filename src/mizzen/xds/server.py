@@ -48,6 +48,48 @@ from mizzen.xds.push import Debouncer, Push
 
 P = TypeVar("P")
 
+# Set by the control plane's TLS front (port 15012) from the verified client
+# certificate; trusted only on the Unix socket that only the front reaches.
+XFCC_HEADER = "x-forwarded-client-cert"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is at the other end of a stream, as far as the transport says.
+
+    ``secure``: the stream came through the TLS front; ``identity`` is then
+    the URI SAN of the client certificate, or "" when none was presented.
+    Plaintext peers (the loopback debug port) carry no identity.
+    """
+
+    address: str
+    secure: bool = False
+    identity: str = ""
+
+
+def peer_of(context: Any) -> Peer:
+    address = str(context.peer() or "")
+    if not address.startswith("unix:"):
+        return Peer(address)
+    metadata = dict(context.invocation_metadata() or ())
+    return Peer(address, True, xfcc_uri(str(metadata.get(XFCC_HEADER, ""))))
+
+
+def xfcc_uri(header: str) -> str:
+    """The ``URI=`` of the last element of an X-Forwarded-Client-Cert header
+    (the front sets exactly one: the client it verified)."""
+    last = header.rsplit(",", 1)[-1]
+    for part in last.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "uri":
+            return value.strip('"')
+    return ""
+
+
+# Decides whether a proxy may have its config: None to accept, else the
+# reason it is refused (logged, and sent to the proxy as PERMISSION_DENIED).
+Authorize = Callable[[Any, Peer], "str | None"]
+
 # Full-mesh CDS/EDS for a few thousand services exceeds grpc's 4 MB default.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -95,6 +137,8 @@ class _Conn(Generic[P]):
     key: str = ""
     closed: bool = False
     error: str | None = None
+    status: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT
+    peer: Peer = field(default_factory=lambda: Peer(""))
 
     @property
     def identified(self) -> bool:
@@ -111,8 +155,10 @@ class XdsServer(Generic[P]):
         proxy_key: Callable[[P], str] = default_proxy_key,
         debounce: float = 0.1,
         logger: logging.Logger | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         self._identify = identify
+        self._authorize = authorize
         self._generate = generate
         self._proxy_key = proxy_key
         self._log = logger or logging.getLogger(__name__)
@@ -136,8 +182,15 @@ class XdsServer(Generic[P]):
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def start(self, address: str | Sequence[str]) -> int:
-        """Listen on one or several addresses; return the first bound port."""
+    async def start(
+        self,
+        address: str | Sequence[str],
+        extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    ) -> int:
+        """Listen on one or several addresses (``host:port`` or
+        ``unix:PATH``); return the first bound port (1 for a Unix socket).
+        ``extra_handlers`` are other gRPC services served on the same
+        addresses (the control plane's certificate service)."""
         if self._server is not None:
             raise RuntimeError("XdsServer already started")
         addresses = [address] if isinstance(address, str) else list(address)
@@ -162,6 +215,7 @@ class XdsServer(Generic[P]):
                 grpc.method_handlers_generic_handler(
                     _ADS_SERVICE, {"StreamAggregatedResources": handler}
                 ),
+                *extra_handlers,
             )
         )
         ports: list[int] = []
@@ -442,6 +496,7 @@ class XdsServer(Generic[P]):
     async def _ads(self, requests: AsyncIterator[Any], context: Any) -> None:
         self._serial += 1
         conn: _Conn[P] = _Conn(self._serial, Stream(f"{self._serial}-"), time.time())
+        conn.peer = peer_of(context)
         self._conns[conn.serial] = conn
         reader = asyncio.create_task(self._read(conn, requests))
         try:
@@ -482,7 +537,7 @@ class XdsServer(Generic[P]):
             self._check_acked()
             self._notify()
         if conn.error is not None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, conn.error)
+            await context.abort(conn.status, conn.error)
 
     async def _read(self, conn: _Conn[P], requests: AsyncIterator[Any]) -> None:
         try:
@@ -499,9 +554,15 @@ class XdsServer(Generic[P]):
             conn.closed = True
             conn.wake.set()
 
-    def _fail(self, conn: _Conn[P], message: str) -> None:
+    def _fail(
+        self,
+        conn: _Conn[P],
+        message: str,
+        status: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT,
+    ) -> None:
         self._log.warning("closing xDS stream %d: %s", conn.serial, message)
         conn.error = message
+        conn.status = status
         conn.closed = True
         conn.wake.set()
 
@@ -520,6 +581,14 @@ class XdsServer(Generic[P]):
                 except Exception as e:
                     self._log.exception("cannot identify node %r", event.node.id)
                     self._fail(conn, f"cannot identify node {event.node.id!r}: {e}")
+                    return
+                refused = self._authorize(proxy, conn.peer) if self._authorize else None
+                if refused is not None:
+                    self._fail(
+                        conn,
+                        f"refused proxy {key} from {conn.peer.address}: {refused}",
+                        grpc.StatusCode.PERMISSION_DENIED,
+                    )
                     return
                 conn.proxy, conn.key = proxy, key
                 self._log.info("proxy %s connected (stream %d)", key, conn.serial)
@@ -558,4 +627,12 @@ class XdsServer(Generic[P]):
         self._notify()
 
 
-__all__ = ["MAX_MESSAGE_BYTES", "XdsServer", "default_proxy_key", "resource_name"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "Peer",
+    "XdsServer",
+    "default_proxy_key",
+    "peer_of",
+    "resource_name",
+    "xfcc_uri",
+]
