@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,9 @@ from mizzen.api.resources import (
     Probe,
 )
 from mizzen.mesh.pods import (
+    app_probers_json,
     container_argv,
+    liveness_target,
     probe_target,
     probe_targets,
     restart_delay,
@@ -38,13 +42,40 @@ def plan(*containers: Container) -> PodPlan:
     )
 
 
+MANAGED = Container(
+    name="app",
+    ports=(ContainerPort(8558, "management"), ContainerPort(8080, "http")),
+    readiness_probe=Probe(http_get=HTTPGetAction(port="management", path="/ready")),
+    liveness_probe=Probe(tcp_socket_port="http", timeout_seconds=3),
+)
+
+
 def test_named_probe_ports_resolve_against_container_ports() -> None:
-    c = Container(
-        name="app",
-        ports=(ContainerPort(8558, "management"), ContainerPort(8080, "http")),
-        readiness_probe=Probe(http_get=HTTPGetAction(port="management", path="/ready")),
+    bare = dataclasses.replace(plan(MANAGED), sidecar=False)
+    assert probe_targets(bare) == (HttpGetProbe(8558, "/ready"),)
+    assert liveness_target(bare, MANAGED) == TcpSocketProbe(8080)
+    assert app_probers_json(bare) == "{}"
+
+
+def test_probes_of_injected_pods_go_through_the_agent_on_15020() -> None:
+    injected = plan(MANAGED)
+    assert probe_targets(injected) == (HttpGetProbe(15020, "/app-health/app/readyz"),)
+    assert liveness_target(injected, MANAGED) == HttpGetProbe(15020, "/app-health/app/livez")
+    assert json.loads(app_probers_json(injected)) == {
+        "/app-health/app/readyz": {
+            "httpGet": {"path": "/ready", "port": 8558, "scheme": "HTTP"},
+            "timeoutSeconds": 1,
+        },
+        "/app-health/app/livez": {"tcpSocket": {"port": 8080}, "timeoutSeconds": 3},
+    }
+
+
+def test_the_rewrite_annotation_turns_probe_rewriting_off() -> None:
+    opted_out = dataclasses.replace(
+        plan(MANAGED), annotations={"sidecar.istio.io/rewriteAppHTTPProbers": "false"}
     )
-    assert probe_targets(plan(c)) == (HttpGetProbe(8558, "/ready"),)
+    assert probe_targets(opted_out) == (HttpGetProbe(8558, "/ready"),)
+    assert app_probers_json(opted_out) == "{}"
 
 
 def test_without_a_probe_every_container_port_must_accept() -> None:

@@ -21,8 +21,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from google.protobuf.json_format import MessageToDict
+
 from mizzen.api.resources import ContainerPort
 from mizzen.model.proxy import ProxyType, node_id_for, node_metadata_for
+from mizzen.translate import tls
+
+# The name the control plane's serving certificate carries (Istio's istiod).
+CONTROL_PLANE_NAME = "istiod.istio-system.svc"
 
 # A Kubernetes container port; the agent's name for the model's type.
 PodPort = ContainerPort
@@ -80,6 +86,12 @@ class BootstrapOptions:
     max_downstream_connections: int | None = 2147483647
     # (host, port) of the only DNS server Envoy may ask; None: resolv.conf.
     dns_resolver: tuple[str, int] | None = None
+    # Abstract socket name (no leading "@") of the agent's SDS server: the
+    # workload certificate and trust bundle. None: no mesh mTLS at all.
+    sds_socket: str | None = None
+    # ADS over mutual TLS with the workload certificate (needs sds_socket);
+    # the server must present CONTROL_PLANE_NAME.
+    xds_tls: bool = False
 
     def __post_init__(self) -> None:
         # Copy the maps so that a caller mutating its dict later cannot change
@@ -125,6 +137,8 @@ def validate_options(opts: BootstrapOptions) -> None:
             )
     if opts.xds_connect_timeout_s <= 0:
         raise BootstrapError("xds connect timeout: must be positive")
+    if opts.xds_tls and not opts.sds_socket:
+        raise BootstrapError("xds over TLS needs the SDS socket that serves the certificate")
 
 
 def _check_port(name: str, port: int, *, allow_zero: bool) -> None:
@@ -170,6 +184,8 @@ def render_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     """The Envoy v3 bootstrap as a JSON-ready dict."""
     validate_options(opts)
     clusters: list[dict[str, Any]] = [_xds_cluster(opts)]
+    if opts.sds_socket:
+        clusters.append(_sds_cluster(opts.sds_socket))
     static: dict[str, Any] = {"clusters": clusters}
     if opts.prometheus_port is not None and opts.admin_port != 0:
         clusters.append(_prometheus_cluster(opts))
@@ -301,7 +317,45 @@ def _xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
     }
     if not static:
         cluster["dns_lookup_family"] = "V4_PREFERRED"
+    if opts.xds_tls:
+        cluster["transport_socket"] = _xds_transport_socket()
     return cluster
+
+
+def _as_dict(message: Any) -> dict[str, Any]:
+    out: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
+    return out
+
+
+def _xds_transport_socket() -> dict[str, Any]:
+    # The workload's own certificate (from SDS) proves who this proxy is;
+    # the control plane must prove it is istiod with a certificate from the
+    # same mesh root.
+    context = tls.upstream_context(CONTROL_PLANE_NAME, ("h2",), dns_sans=(CONTROL_PLANE_NAME,))
+    return {
+        "name": tls.TLS_SOCKET,
+        "typed_config": {"@type": _TYPE_PREFIX + context.DESCRIPTOR.full_name, **_as_dict(context)},
+    }
+
+
+def _sds_cluster(socket_name: str) -> dict[str, Any]:
+    return {
+        "name": tls.SDS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": tls.SDS_CLUSTER,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": f"@{socket_name}"}}}}]}
+            ],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _TYPE_PREFIX + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+    }
 
 
 def _admin_target(opts: BootstrapOptions) -> str:

@@ -232,11 +232,17 @@ def respond(method: str, path: str, readiness: Readiness) -> bytes:
     return _response(503, f"not ready: {readiness.reason}\n")
 
 
-class HealthServer:
-    """Serves ``/healthz/ready`` from a :class:`ReadinessMonitor`."""
+# Extra routes: (method, path) -> (status, body), or None when not handled.
+Routes = Callable[[str, str], Awaitable[tuple[int, str] | None]]
 
-    def __init__(self, monitor: ReadinessMonitor) -> None:
+
+class HealthServer:
+    """Serves ``/healthz/ready`` from a :class:`ReadinessMonitor`, and
+    whatever ``routes`` answers (the app probes on 15020)."""
+
+    def __init__(self, monitor: ReadinessMonitor, routes: Routes | None = None) -> None:
         self._monitor = monitor
+        self._routes = routes
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -262,7 +268,11 @@ class HealthServer:
             if len(parts) < 2:
                 writer.write(_response(400, "bad request\n"))
             else:
-                data = respond(parts[0], parts[1], self._monitor.current)
+                routed = await self._routes(parts[0], parts[1]) if self._routes else None
+                if routed is not None:
+                    data = _response(*routed)
+                else:
+                    data = respond(parts[0], parts[1], self._monitor.current)
                 if parts[0] == "HEAD":
                     data = data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
                 writer.write(data)

@@ -15,6 +15,10 @@ Files in the work directory:
     envoy.log        Envoy's stdout and stderr
     admin.address    Envoy's bound admin address (written by Envoy)
     health.port      the bound health port (useful with --health-port 0)
+
+With an identity (the local mesh always gives one) the agent also gets the
+workload certificate before Envoy starts and keeps it fresh (``certs``),
+serving it to Envoy over SDS (``sds``); no key ever touches the disk.
 """
 
 from __future__ import annotations
@@ -26,16 +30,18 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from mizzen.agent.appprobes import AppProbe, app_probe_handler
 from mizzen.agent.bootstrap import (
     BootstrapError,
     BootstrapOptions,
     render_bootstrap_json,
     validate_options,
 )
+from mizzen.agent.certs import CaClient, CertificateManager
 from mizzen.agent.envoy import (
     PROXY_GID,
     PROXY_UID,
@@ -56,6 +62,8 @@ from mizzen.agent.health import (
     check_envoy,
     fixed_admin,
 )
+from mizzen.agent.sds import SdsServer, SecretStore
+from mizzen.ca.identity import spiffe_id
 
 log = logging.getLogger("mizzen.agent")
 
@@ -94,6 +102,24 @@ class AgentError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class IdentityConfig:
+    """Where the workload certificate comes from.
+
+    ``token_file`` is the pod's credential and ``trust_bundle_file`` the
+    mesh's root certificates (which also authenticate the control plane);
+    both are read while the agent is still root, so that no other pod's
+    agent (same uid 1337) could read them later.
+    """
+
+    ca_address: str  # host:port of the certificate service (15012)
+    trust_bundle_file: Path
+    token_file: Path
+    sds_socket: str  # abstract socket name, no leading "@"
+    trust_domain: str = "cluster.local"
+    ttl_s: float = 24 * 3600.0
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """Everything ``mizzen agent`` needs; built by the CLI."""
 
@@ -109,6 +135,10 @@ class AgentConfig:
     proxy_gid: int = PROXY_GID
     envoy_log_level: str = "warning"
     stop_timeout_s: float = 5.0
+    identity: IdentityConfig | None = None
+    # Rewritten app probes, served on status_port (Istio's 15020).
+    app_probers: Mapping[str, tuple[AppProbe, float]] = field(default_factory=dict)
+    status_port: int = 15020
 
 
 @dataclass(frozen=True)
@@ -117,6 +147,8 @@ class Prepared:
 
     envoy_binary: Path
     pdeathsig: Callable[[], None] | None
+    token: str = ""
+    trust_bundle: bytes = b""
 
 
 def preload_modules() -> None:
@@ -165,8 +197,31 @@ def prepare(config: AgentConfig) -> Prepared:
         raise AgentError(str(e)) from None
     except OSError as e:
         raise AgentError(f"cannot prepare the Envoy binary: {e}") from None
+    token, bundle = _read_identity(config.identity)
     preload_modules()
-    return Prepared(envoy_binary=binary, pdeathsig=parent_death_hook())
+    return Prepared(
+        envoy_binary=binary, pdeathsig=parent_death_hook(), token=token, trust_bundle=bundle
+    )
+
+
+def _read_identity(identity: IdentityConfig | None) -> tuple[str, bytes]:
+    if identity is None:
+        return "", b""
+    try:
+        token = identity.token_file.read_text().strip()
+    except OSError as e:
+        raise AgentError(
+            f"cannot read the pod credential {identity.token_file}: {e.strerror}"
+        ) from None
+    try:
+        bundle = identity.trust_bundle_file.read_bytes()
+    except OSError as e:
+        raise AgentError(
+            f"cannot read the mesh root certificates {identity.trust_bundle_file}: {e.strerror}"
+        ) from None
+    if not token:
+        raise AgentError(f"the pod credential {identity.token_file} is empty")
+    return token, bundle
 
 
 def drop_privileges(uid: int, gid: int) -> None:
@@ -217,6 +272,17 @@ async def serve(config: AgentConfig, prepared: Prepared, stop: asyncio.Event) ->
         return 1
     _write(health_port_path, f"{port}\n", 0o644)
 
+    extras = _Extras()
+    try:
+        started = await _start_extras(config, prepared, monitor, stop, extras)
+    except OSError as e:
+        log.error("%s", e)
+        started = False
+    if not started:
+        await extras.close()
+        await server.close()
+        return 0 if stop.is_set() else 1
+
     command = EnvoyCommand(
         binary=prepared.envoy_binary,
         bootstrap=bootstrap_path,
@@ -227,6 +293,7 @@ async def serve(config: AgentConfig, prepared: Prepared, stop: asyncio.Event) ->
     try:
         envoy = start_envoy(command, workdir / ENVOY_LOG_FILE, pdeathsig=prepared.pdeathsig)
     except OSError as e:
+        await extras.close()
         await server.close()
         log.error("cannot start Envoy %s: %s", prepared.envoy_binary, e)
         return 1
@@ -246,8 +313,66 @@ async def serve(config: AgentConfig, prepared: Prepared, stop: asyncio.Event) ->
         with contextlib.suppress(asyncio.CancelledError):
             await poller
         await envoy.stop_async(config.stop_timeout_s)
+        await extras.close()
         await server.close()
     return code
+
+
+@dataclass
+class _Extras:
+    """What runs beside Envoy when the pod has an identity or app probes."""
+
+    sds: SdsServer | None = None
+    rotation: asyncio.Task[None] | None = None
+    status: HealthServer | None = None
+
+    async def close(self) -> None:
+        if self.rotation is not None:
+            self.rotation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.rotation
+        if self.sds is not None:
+            await self.sds.stop()
+        if self.status is not None:
+            await self.status.close()
+
+
+async def _start_extras(
+    config: AgentConfig,
+    prepared: Prepared,
+    monitor: ReadinessMonitor,
+    stop: asyncio.Event,
+    extras: _Extras,
+) -> bool:
+    """SDS with a first certificate, then the app probe server; False when
+    stopped before the certificate came. Raises OSError for a port or
+    socket that cannot be bound."""
+    identity = config.identity
+    opts = config.bootstrap
+    if identity is not None:
+        store = SecretStore()
+        extras.sds = SdsServer(store)
+        await extras.sds.start(identity.sds_socket)
+        manager = CertificateManager(
+            CaClient(identity.ca_address, prepared.trust_bundle, prepared.token),
+            spiffe_id(opts.namespace, opts.service_account, identity.trust_domain),
+            identity.ttl_s,
+            store,
+            prepared.trust_bundle.decode(),
+        )
+        if await manager.obtain(stop) is None:
+            return False
+        extras.rotation = asyncio.create_task(manager.run(stop))
+    if config.app_probers:
+        extras.status = HealthServer(monitor, app_probe_handler(config.app_probers, opts.ips[0]))
+        try:
+            await extras.status.start(config.health_address, config.status_port)
+        except OSError as e:
+            raise OSError(
+                f"cannot listen for app probes on {config.health_address}:"
+                f"{config.status_port}: {e.strerror}"
+            ) from None
+    return True
 
 
 async def _wait_stop_or_exit(stop: asyncio.Event, envoy: EnvoyProcess) -> int:

@@ -151,6 +151,44 @@ def _convert(
     metavar="HOST:PORT",
     help="The only DNS server Envoy may ask (default: the system's resolv.conf).",
 )
+@click.option(
+    "--ca-root",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The mesh's root certificates: turns on the workload identity (a certificate "
+    "from the control plane, served to Envoy over SDS) and ADS over mutual TLS.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The pod's credential for the certificate service (with --ca-root).",
+)
+@click.option(
+    "--ca-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Certificate service [default: the --xds-address].",
+)
+@click.option("--trust-domain", default="cluster.local", show_default=True)
+@click.option(
+    "--secret-ttl",
+    default="24h",
+    show_default=True,
+    help="Lifetime of the workload certificate the agent asks for (Istio's SECRET_TTL).",
+)
+@click.option(
+    "--sds-socket",
+    default=None,
+    help="Abstract socket name of the SDS server [default: mizzen/<mesh>/<namespace>.<pod>/sds].",
+)
+@click.option(
+    "--app-probes",
+    default="",
+    metavar="JSON",
+    help="Rewritten app probes to serve on --status-port (Istio's ISTIO_KUBE_APP_PROBERS).",
+)
+@click.option("--status-port", default=15020, show_default=True, type=click.IntRange(0, 65535))
 @click.option("-v", "--verbose", is_flag=True, help="Log the agent's own steps.")
 def agent(
     xds_address: str,
@@ -173,6 +211,14 @@ def agent(
     no_drop: bool,
     envoy_log_level: str,
     dns_resolver: str | None,
+    ca_root: Path | None,
+    token_file: Path | None,
+    ca_address: str | None,
+    trust_domain: str,
+    secret_ttl: str,
+    sds_socket: str | None,
+    app_probes: str,
+    status_port: int,
     verbose: bool,
 ) -> None:
     """Run Envoy for one pod (or gateway) as uid 1337 and serve /healthz/ready.
@@ -182,10 +228,31 @@ def agent(
     SIGTERM or SIGINT, then stops Envoy and exits 0.
     """
     # Imported here so that `mizzen --help` stays fast.
+    from mizzen.agent.appprobes import parse_probers
     from mizzen.agent.bootstrap import BootstrapOptions
-    from mizzen.agent.main import AgentConfig, AgentError, run_agent
+    from mizzen.agent.main import AgentConfig, AgentError, IdentityConfig, run_agent
+    from mizzen.agent.sds import sds_socket_name
+    from mizzen.api.meshconfig import MeshConfigError, secret_ttl_seconds
 
     xds_host, xds_port = _convert(split_host_port, xds_address, "--xds-address")
+    identity = None
+    if (ca_root is None) != (token_file is None):
+        raise click.UsageError("--ca-root and --token-file go together")
+    if ca_root is not None and token_file is not None:
+        try:
+            ttl = secret_ttl_seconds(secret_ttl, "--secret-ttl")
+        except MeshConfigError as e:
+            raise click.BadParameter(str(e), param_hint="--secret-ttl") from None
+        if ca_address is not None:
+            _convert(split_host_port, ca_address, "--ca-address")
+        identity = IdentityConfig(
+            ca_address=ca_address or xds_address,
+            trust_bundle_file=ca_root,
+            token_file=token_file,
+            sds_socket=sds_socket or sds_socket_name(mesh, namespace, pod),
+            trust_domain=trust_domain,
+            ttl_s=ttl,
+        )
     ips = tuple(part.strip() for part in ip.split(",") if part.strip())
     if workdir is None:
         workdir = Path("/run/mizzen") / mesh / "pods" / namespace / pod / "proxy"
@@ -204,6 +271,8 @@ def agent(
         dns_resolver=(
             _convert(split_host_port, dns_resolver, "--dns-resolver") if dns_resolver else None
         ),
+        sds_socket=identity.sds_socket if identity else None,
+        xds_tls=identity is not None,
     )
     config = AgentConfig(
         bootstrap=options,
@@ -215,6 +284,9 @@ def agent(
         envoy_bin_dir=envoy_bin_dir,
         drop_privileges=not no_drop,
         envoy_log_level=envoy_log_level,
+        identity=identity,
+        app_probers=_convert(parse_probers, app_probes, "--app-probes"),
+        status_port=status_port,
     )
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from mizzen.agent.appprobes import app_health_path, probers_json
 from mizzen.api.resources import Container, Probe
 from mizzen.model.snapshot import MeshSnapshot
 from mizzen.registry.pods import PodPlan
@@ -48,16 +49,58 @@ def restart_delay(restarts: int) -> float:
     return float(min(30, 2 ** min(restarts, 5)))
 
 
-def probe_targets(plan: PodPlan) -> tuple[RuntimeProbe, ...]:
-    """The kubelet's view: each container's readinessProbe, or with no probe
-    every declared containerPort accepting connections."""
+# Istio's agent port for rewritten probes, and the pod annotation that opts out.
+STATUS_PORT = 15020
+REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
+
+
+def rewrites_probes(plan: PodPlan) -> bool:
+    """Istio rewrites the probes of injected pods unless told not to: the
+    sidecar would refuse a plaintext probe under STRICT mTLS."""
+    return plan.sidecar and plan.annotations.get(REWRITE_PROBES, "").lower() != "false"
+
+
+def _target(plan: PodPlan, container: Container, kind: str) -> RuntimeProbe | None:
+    probe = container.readiness_probe if kind == "readyz" else container.liveness_probe
+    if probe is None:
+        return None
+    target = probe_target(probe, container_ports(plan))
+    if target is None or not rewrites_probes(plan):
+        return target
+    return HttpGetProbe(STATUS_PORT, app_health_path(container.name, kind))
+
+
+def liveness_target(plan: PodPlan, container: Container) -> RuntimeProbe | None:
+    return _target(plan, container, "livez")
+
+
+def app_probers_json(plan: PodPlan) -> str:
+    """What the agent runs for the rewritten probes (ISTIO_KUBE_APP_PROBERS)."""
+    if not rewrites_probes(plan):
+        return "{}"
     named = container_ports(plan)
+    found: dict[str, tuple[RuntimeProbe, float]] = {}
+    for container in plan.containers:
+        for kind, probe in (
+            ("readyz", container.readiness_probe),
+            ("livez", container.liveness_probe),
+        ):
+            target = None if probe is None else probe_target(probe, named)
+            if probe is not None and target is not None:
+                found[app_health_path(container.name, kind)] = (target, probe.timeout_seconds)
+    return probers_json(found)
+
+
+def probe_targets(plan: PodPlan) -> tuple[RuntimeProbe, ...]:
+    """The kubelet's view: each container's readinessProbe (rewritten to the
+    agent when the pod has a sidecar), or with no probe every declared
+    containerPort accepting connections."""
     targets: list[RuntimeProbe] = []
     for container in plan.containers:
         probe: Probe | None = container.readiness_probe
         if probe is None:
             targets.extend(TcpSocketProbe(p.container_port) for p in container.ports)
-        elif (target := probe_target(probe, named)) is not None:
+        elif (target := _target(plan, container, "readyz")) is not None:
             targets.append(target)
     return tuple(targets)
 
