@@ -65,12 +65,40 @@ def cli() -> None:
 @click.option("--detach", "-d", is_flag=True, help="Return once the mesh is ready.")
 @click.option("--ingress-port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for readiness.")
-def up(paths: tuple[str, ...], name: str, detach: bool, ingress_port: int, timeout: float) -> None:
+@click.option(
+    "--mesh-config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Istio MeshConfig YAML (trustDomain, rootNamespace, enableAutoMtls, "
+    "defaultConfig.proxyMetadata).",
+)
+@click.option(
+    "--ca-certs",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Plug-in CA: a directory with ca-cert.pem, ca-key.pem, root-cert.pem and "
+    "cert-chain.pem (Istio's cacerts layout) [default: a self-signed root].",
+)
+def up(
+    paths: tuple[str, ...],
+    name: str,
+    detach: bool,
+    ingress_port: int,
+    timeout: float,
+    mesh_config: str | None,
+    ca_certs: str | None,
+) -> None:
     """Start a local mesh with the resources in PATHS (files or folders)."""
     from mizzen.mesh.launcher import LaunchError, launch, wait_ready
 
     try:
-        layout = launch(name, [str(Path(p).resolve()) for p in paths], ingress_port)
+        layout = launch(
+            name,
+            [str(Path(p).resolve()) for p in paths],
+            ingress_port,
+            mesh_config=mesh_config,
+            ca_certs=ca_certs,
+        )
     except LaunchError as exc:
         _fail(str(exc))
         return
@@ -123,6 +151,8 @@ def _print_changes(answer: dict[str, Any]) -> None:
         click.echo(f"{answer['unchanged']} unchanged")
     for reason in answer.get("skipped", []):
         click.echo(f"skipped: {reason}", err=True)
+    for note in answer.get("warnings", []):
+        click.echo(f"warning: {note}", err=True)
     for error in answer.get("errors", []):
         click.echo(f"error: {error}", err=True)
     if answer.get("errors"):
@@ -196,11 +226,16 @@ def _table(what: str, rows: list[dict[str, Any]]) -> Table:
                 str(r["endpoints"]),
             )
     else:
-        for col in ("PROXY", "SYNCED", "VERSION", "LAST NACK"):
+        for col in ("PROXY", "SYNCED", "VERSION", "IDENTITY", "CERT EXPIRES", "LAST NACK"):
             table.add_column(col)
         for r in rows:
             table.add_row(
-                r["id"], "yes" if r["synced"] else "no", r["version"] or "-", r["nack"] or ""
+                r["id"],
+                "yes" if r["synced"] else "no",
+                r["version"] or "-",
+                r.get("identity") or "-",
+                r.get("cert_expires") or "-",
+                r["nack"] or "",
             )
     return table
 
@@ -258,6 +293,59 @@ def logs(pod: str, name: str, proxy: bool, container: str | None) -> None:
         sys.stdout.write(path.read_text(errors="replace"))
 
 
+# -- proxy-config ------------------------------------------------------------
+
+
+GATEWAY = ("istio-system", "istio-ingressgateway-0")
+
+
+@cli.command(name="proxy-config")
+@click.argument("what", type=click.Choice(["secret"]))
+@click.argument("pod")
+@click.option("--name", default="default", show_default=True, help=NAME_HELP)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+def proxy_config(what: str, pod: str, name: str, output: str) -> None:
+    """Show what a proxy holds: `secret` lists its certificates (never keys).
+
+    POD is a pod with a sidecar (POD or NAMESPACE/POD), or the ingress
+    gateway, istio-ingressgateway-0.
+    """
+    from mizzen.ca.describe import SECRETS_DUMP_PATH, describe_secrets
+    from mizzen.mesh.admin import AdminError, admin_get
+
+    layout = _layout(name)
+    namespace, _, short = pod.rpartition("/")
+    if short == GATEWAY[1] and namespace in ("", GATEWAY[0]):
+        ns, pod_name, netns = *GATEWAY, None
+    else:
+        found = _find_pod(name, pod)
+        if not found["sidecar"]:
+            _fail(f"pod {found['namespace']}/{found['name']} has no sidecar")
+        ns, pod_name, netns = found["namespace"], found["name"], found["netns"]
+    try:
+        dump = json.loads(admin_get(layout.proxy_dir(ns, pod_name), SECRETS_DUMP_PATH, netns))
+    except (AdminError, ValueError) as exc:
+        _fail(f"{ns}/{pod_name}: {exc}")
+    certs = describe_secrets(dump)
+    if output == "json":
+        click.echo(json.dumps([c.to_json() for c in certs], indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("SECRET", "KIND", "SERIAL", "NOT BEFORE", "NOT AFTER", "SUBJECT", "SANS"):
+        table.add_column(col)
+    for c in certs:
+        table.add_row(
+            c.secret,
+            c.kind,
+            c.serial,
+            c.not_before.isoformat(timespec="seconds"),
+            c.not_after.isoformat(timespec="seconds"),
+            c.subject or '""',
+            ", ".join(c.sans) or "-",
+        )
+    _console().print(table)
+
+
 # -- internal ----------------------------------------------------------------
 
 
@@ -265,18 +353,34 @@ def logs(pod: str, name: str, proxy: bool, container: str | None) -> None:
 @click.option("--name", required=True)
 @click.option("--ingress-port", type=int, required=True)
 @click.option("--run-dir", default=None)
+@click.option("--mesh-config", default=None)
+@click.option("--ca-certs", default=None)
 @click.argument("paths", nargs=-1)
-def daemon(name: str, ingress_port: int, run_dir: str | None, paths: tuple[str, ...]) -> None:
+def daemon(
+    name: str,
+    ingress_port: int,
+    run_dir: str | None,
+    mesh_config: str | None,
+    ca_certs: str | None,
+    paths: tuple[str, ...],
+) -> None:
     """Run a mesh's control plane and pod supervisor in the foreground."""
     import asyncio
     import logging
 
+    from mizzen.api.meshconfig import MeshConfigError, load_mesh_config
     from mizzen.mesh.daemon import run_daemon
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    sys.exit(asyncio.run(run_daemon(_layout(name, run_dir), ingress_port, list(paths))))
+    try:
+        config = load_mesh_config(mesh_config) if mesh_config else None
+    except MeshConfigError as exc:
+        _fail(str(exc))
+    plugin = Path(ca_certs) if ca_certs else None
+    layout = _layout(name, run_dir)
+    sys.exit(asyncio.run(run_daemon(layout, ingress_port, list(paths), config, plugin)))
 
 
 @cli.command()

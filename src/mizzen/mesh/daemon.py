@@ -21,21 +21,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mizzen.agent.envoy import EnvoyCommand, resolve_envoy_binary
 from mizzen.api.load import load_paths
+from mizzen.api.meshconfig import MeshConfig, pod_secret_ttl
 from mizzen.api.resources import Container, Resource, ResourceKey, Service
+from mizzen.ca.errors import CaError
 from mizzen.capture.iptables import install as install_capture
 from mizzen.capture.rules import CaptureConfig
 from mizzen.config.store import ConfigStore
-from mizzen.mesh import control
+from mizzen.mesh import control, tlsfront
+from mizzen.mesh.identity import MeshIdentity
 from mizzen.mesh.layout import MeshLayout
+from mizzen.mesh.notes import apply_notes
 from mizzen.mesh.pods import (
+    app_probers_json,
     container_argv,
     container_env,
-    container_ports,
     host_names,
+    liveness_target,
     pod_key,
     pod_ports_json,
-    probe_target,
     probe_targets,
     restart_delay,
     service_nat,
@@ -55,8 +60,11 @@ from mizzen.xds.server import XdsServer
 
 log = logging.getLogger("mizzen.mesh")
 
-XDS_PORT = 15010
+# ADS without TLS, for debugging: on a loopback address of the mesh's own
+# (pods cannot reach the host's loopback), so several meshes can each have it.
+DEBUG_XDS_PORT = 15010
 HEALTH_PORT = 15021
+GATEWAY_SERVICE_ACCOUNT = "istio-ingressgateway-service-account"
 GATEWAY_NAMESPACE = "istio-system"
 GATEWAY_POD = "istio-ingressgateway-0"
 GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
@@ -81,10 +89,19 @@ class RunningPod:
 
 
 class MeshDaemon:
-    def __init__(self, layout: MeshLayout, ingress_port: int, venv_bin: str) -> None:
+    def __init__(
+        self,
+        layout: MeshLayout,
+        ingress_port: int,
+        venv_bin: str,
+        mesh_config: MeshConfig | None = None,
+        ca_certs: Path | None = None,
+    ) -> None:
         self.layout = layout
         self.ingress_port = ingress_port
         self.venv_bin = venv_bin
+        self.mesh_config = mesh_config or MeshConfig()
+        self.identity = MeshIdentity(layout, self.mesh_config, ca_certs)
         self.store = ConfigStore()
         self.pods: dict[str, RunningPod] = {}
         self.snapshot: MeshSnapshot = build_snapshot((), {}, {}, "0")
@@ -95,6 +112,7 @@ class MeshDaemon:
             identify=lambda node: proxy_from_node(node.id, _struct_to_dict(node.metadata)),
             generate=self._cache.generator(lambda: self.snapshot),
             proxy_key=lambda proxy: proxy.id,
+            authorize=self.identity.authorize,
         )
         self.xds.on_acked = self._on_acked
         self._lock = asyncio.Lock()
@@ -124,9 +142,22 @@ class MeshDaemon:
             self.mesh.record_control_plane(ProcRef(me, processes.start_time(me) or 0, "control"))
             self.mesh.set_info("ingress_port", str(self.ingress_port))
             self._vips = VipAllocator(self.mesh.state.service_cidr)
-            await self.xds.start(f"{self.mesh.state.host_ip}:{XDS_PORT}")
+            host_ip = self.mesh.state.host_ip
+            try:
+                cert_chain, key = await asyncio.to_thread(self.identity.prepare, host_ip)
+            except CaError as e:
+                log.error("cannot start the certificate authority: %s", e)
+                return 1
+            debug = f"{debug_xds_address(self.mesh.state.slot)}:{DEBUG_XDS_PORT}"
+            await self.xds.start(
+                [f"unix:{self.identity.backend_socket}", debug],
+                extra_handlers=[self.identity.certificate_service().handler()],
+            )
+            self.mesh.set_info("xds_debug", debug)
+            self.mesh.set_info("xds", f"{host_ip}:{tlsfront.SECURE_PORT}")
             server = await control.serve(self.layout.control_socket, self._handle)
             try:
+                await asyncio.to_thread(self._start_tls_front, cert_chain, key)
                 await asyncio.to_thread(self._start_gateway)
                 if paths:
                     await self._apply_paths(paths)
@@ -217,12 +248,16 @@ class MeshDaemon:
         for st in self.xds.status():
             acked = [t.acked_version for t in st.types.values() if t.acked_version]
             nacks = [t.last_nack.message for t in st.types.values() if t.last_nack]
+            cert = self.identity.issued.get(_pod_of_node(st.node_id))
             rows.append(
                 {
                     "id": st.id,
                     "synced": st.synced,
                     "version": max(acked, key=int) if acked else "",
                     "nack": nacks[0] if nacks else "",
+                    "identity": cert.identity if cert else "",
+                    "cert_serial": cert.serial if cert else "",
+                    "cert_expires": cert.not_after.isoformat(timespec="seconds") if cert else "",
                 }
             )
         return sorted(rows, key=lambda r: r["id"])
@@ -234,12 +269,17 @@ class MeshDaemon:
         for err in result.errors:
             log.warning("rejected: %s", err)
         changes = self.store.apply(result.resources)
+        notes = [str(w) for w in result.warnings]
+        notes += apply_notes(result.resources, self.store.resources(), self.mesh_config)
+        for note in notes:
+            log.warning("%s", note)
         if not changes.empty:
             self._apply_started = time.monotonic()
             await self._reconcile("apply")
         return {
             "ok": True,
             "errors": [str(e) for e in result.errors],
+            "warnings": notes,
             "skipped": [s.reason for s in result.skipped],
             "added": [str(k) for k in changes.added],
             "updated": [str(k) for k in changes.updated],
@@ -295,7 +335,9 @@ class MeshDaemon:
             (p.plan.namespace, p.plan.name): p.runtime.ip for p in self.pods.values() if p.ready
         }
         self.revision += 1
-        self.snapshot = build_snapshot(resources, pod_ips, vips, str(self.revision))
+        self.snapshot = build_snapshot(
+            resources, pod_ips, vips, str(self.revision), mesh=self.mesh_config
+        )
 
     def _refresh_pod_networking(self) -> None:
         rules = list(service_nat(self.snapshot))
@@ -331,10 +373,11 @@ class MeshDaemon:
         try:
             if plan.sidecar:
                 install_capture(state.netns, CaptureConfig.from_annotations(plan.annotations))
+                token = self.identity.admit(ns, name, plan.service_account)
                 self.mesh.spawn(
                     ns,
                     name,
-                    self._agent_argv_sidecar(plan, state.ip),
+                    self._agent_argv_sidecar(plan, state.ip, token),
                     role="proxy",
                     env=self._agent_env(),
                     sidecar=True,
@@ -369,11 +412,10 @@ class MeshDaemon:
         if pod.error:
             return
         now = time.monotonic()
-        named = container_ports(pod.plan)
         for i, container in enumerate(pod.plan.containers):
             ref = pod.containers[i]
             if processes.alive(ref):
-                if self._liveness_failed(pod, i, container, named, now):
+                if self._liveness_failed(pod, i, container, now):
                     log.warning(
                         "container %s of pod %s failed its liveness probe: restarting",
                         container.name,
@@ -398,11 +440,9 @@ class MeshDaemon:
                 pod.liveness_failures[i] = 0
                 pod.liveness_checked[i] = now
 
-    def _liveness_failed(
-        self, pod: RunningPod, i: int, container: Container, named: dict[str, int], now: float
-    ) -> bool:
+    def _liveness_failed(self, pod: RunningPod, i: int, container: Container, now: float) -> bool:
         probe = container.liveness_probe
-        target = None if probe is None else probe_target(probe, named)
+        target = liveness_target(pod.plan, container)
         if probe is None or target is None:
             return False
         started = pod.liveness_checked[i] if pod.restarts[i] else pod.started
@@ -419,19 +459,32 @@ class MeshDaemon:
 
     def _stop_pod(self, pod: RunningPod) -> None:
         self.mesh.remove_pod(pod.plan.namespace, pod.plan.name)
+        self.identity.forget(pod.plan.namespace, pod.plan.name)
         log.info("pod %s stopped", pod_key(pod.plan))
 
     def _agent_env(self) -> dict[str, str]:
         return {"PATH": f"{self.venv_bin}:{self._base_path}", "PYTHONUNBUFFERED": "1"}
 
-    def _agent_argv(self, kind: str, pod: str, namespace: str, ip: str) -> list[str]:
+    def _agent_argv(
+        self, kind: str, pod: str, namespace: str, ip: str, token: Path, secret_ttl: float
+    ) -> list[str]:
         return [
             sys.executable,
             "-m",
             "mizzen",
             "agent",
             "--xds-address",
-            f"{self.mesh.state.host_ip}:{XDS_PORT}",
+            f"{self.mesh.state.host_ip}:{tlsfront.SECURE_PORT}",
+            "--ca-root",
+            str(self.identity.trust_bundle),
+            "--token-file",
+            str(token),
+            "--trust-domain",
+            self.mesh_config.trust_domain,
+            "--secret-ttl",
+            f"{secret_ttl:g}s",
+            "--mesh",
+            self.layout.name,
             "--envoy-bin-dir",
             str(self.layout.bin_dir),
             "--type",
@@ -446,9 +499,12 @@ class MeshDaemon:
             str(self.layout.proxy_dir(namespace, pod)),
         ]
 
-    def _agent_argv_sidecar(self, plan: PodPlan, ip: str) -> list[str]:
+    def _agent_argv_sidecar(self, plan: PodPlan, ip: str, token: Path) -> list[str]:
+        ttl = pod_secret_ttl(plan.annotations, self.mesh_config)
         return [
-            *self._agent_argv("sidecar", plan.name, plan.namespace, ip),
+            *self._agent_argv("sidecar", plan.name, plan.namespace, ip, token, ttl),
+            "--app-probes",
+            app_probers_json(plan),
             "--labels",
             json.dumps(dict(plan.labels)),
             "--annotations",
@@ -459,19 +515,49 @@ class MeshDaemon:
             pod_ports_json(plan),
         ]
 
+    def _start_tls_front(self, cert_chain: Path, key: Path, timeout: float = 15.0) -> None:
+        """Envoy on <bridge IP>:15012, in front of the control plane's socket."""
+        config = tlsfront.front_bootstrap(
+            self.mesh.state.host_ip,
+            cert_chain,
+            key,
+            self.identity.trust_bundle,
+            self.identity.backend_socket,
+        )
+        directory = self.identity.control_plane_dir
+        bootstrap = directory / "tls-front.json"
+        bootstrap.write_text(json.dumps(config, indent=2))
+        command = EnvoyCommand(
+            binary=resolve_envoy_binary(),
+            bootstrap=bootstrap,
+            admin_address_path=directory / "tls-front.admin",
+            concurrency=1,
+            log_level="warning",
+        )
+        self.mesh.spawn_host(command.argv(), role="control-plane.tls-front")
+        host = self.mesh.state.host_ip
+        if not probes.wait_until(lambda: probes.tcp_ok(host, tlsfront.SECURE_PORT), timeout):
+            raise RuntimeError(
+                f"the control plane's TLS front did not listen on {host}:"
+                f"{tlsfront.SECURE_PORT} within {timeout:.0f} s; see "
+                f"{self.mesh.log_path('control-plane.tls-front')}"
+            )
+
     def _start_gateway(self) -> None:
         annotations = {
             "mizzen.io/listen-address": "127.0.0.1",
             "mizzen.io/port-map": f"8080={self.ingress_port}",
         }
+        token = self.identity.admit(GATEWAY_NAMESPACE, GATEWAY_POD, GATEWAY_SERVICE_ACCOUNT)
+        ttl = pod_secret_ttl({}, self.mesh_config)
         argv = [
-            *self._agent_argv("router", GATEWAY_POD, GATEWAY_NAMESPACE, "127.0.0.1"),
+            *self._agent_argv("router", GATEWAY_POD, GATEWAY_NAMESPACE, "127.0.0.1", token, ttl),
             "--labels",
             json.dumps(GATEWAY_LABELS),
             "--annotations",
             json.dumps(annotations),
             "--service-account",
-            "istio-ingressgateway-service-account",
+            GATEWAY_SERVICE_ACCOUNT,
             "--admin-port",
             "0",
             "--health-address",
@@ -533,6 +619,13 @@ def _service_hostnames(resources: tuple[Resource, ...], suffix: str) -> list[str
     ]
 
 
+def _pod_of_node(node_id: str) -> tuple[str, str]:
+    """(namespace, pod) from an Istio node id ``type~ip~pod.ns~domain``."""
+    parts = node_id.split("~")
+    pod, _, namespace = (parts[2] if len(parts) == 4 else "").rpartition(".")
+    return namespace, pod
+
+
 def _struct_to_dict(struct: Any) -> dict[str, Any]:
     from google.protobuf.json_format import MessageToDict
 
@@ -540,9 +633,20 @@ def _struct_to_dict(struct: Any) -> dict[str, Any]:
     return result
 
 
-async def run_daemon(layout: MeshLayout, ingress_port: int, paths: list[str]) -> int:
+def debug_xds_address(slot: int) -> str:
+    """The mesh's own loopback address for the plaintext debug ADS port."""
+    return f"127.77.{slot}.1"
+
+
+async def run_daemon(
+    layout: MeshLayout,
+    ingress_port: int,
+    paths: list[str],
+    mesh_config: MeshConfig | None = None,
+    ca_certs: Path | None = None,
+) -> int:
     venv_bin = str(Path(sys.executable).parent)
-    daemon = MeshDaemon(layout, ingress_port, venv_bin)
+    daemon = MeshDaemon(layout, ingress_port, venv_bin, mesh_config, ca_certs)
     with contextlib.suppress(asyncio.CancelledError):
         return await daemon.run(paths)
     return 0

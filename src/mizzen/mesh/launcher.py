@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from mizzen.api.meshconfig import MeshConfigError, load_mesh_config
+from mizzen.ca.authority import load_plugin
+from mizzen.ca.errors import CaError
 from mizzen.mesh import control
 from mizzen.mesh.layout import MeshLayout
 from mizzen.runtime import preflight
@@ -21,14 +26,38 @@ class LaunchError(Exception):
 
 
 def launch(
-    name: str, paths: Sequence[str], ingress_port: int, run_dir: str | None = None
+    name: str,
+    paths: Sequence[str],
+    ingress_port: int,
+    run_dir: str | None = None,
+    *,
+    mesh_config: str | None = None,
+    ca_certs: str | None = None,
 ) -> MeshLayout:
-    """Check the machine, then start the daemon in its own session."""
+    """Check the machine and the options, then start the daemon in its own session.
+
+    ``mesh_config`` is a MeshConfig YAML file; ``ca_certs`` a directory in
+    Istio's plug-in CA layout. Both are checked here, so that a mistake is
+    reported at once rather than in the daemon's log.
+    """
     try:
         layout = MeshLayout.load(name, run_dir)
         preflight.check()
     except MeshRuntimeError as exc:
         raise LaunchError(str(exc)) from None
+    extra: list[str] = []
+    if mesh_config is not None:
+        try:
+            load_mesh_config(mesh_config)
+        except MeshConfigError as exc:
+            raise LaunchError(str(exc)) from None
+        extra += ["--mesh-config", os.path.abspath(mesh_config)]
+    if ca_certs is not None:
+        try:
+            load_plugin(Path(ca_certs))
+        except CaError as exc:
+            raise LaunchError(str(exc)) from None
+        extra += ["--ca-certs", os.path.abspath(ca_certs)]
     if is_locked(layout.run_dir, name):
         raise LaunchError(
             f"mesh {name!r} is already running: stop it with `mizzen down --name {name}` "
@@ -39,7 +68,8 @@ def launch(
         raise LaunchError(f"{problem} (--ingress-port)")
     layout.daemon_log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "mizzen", "daemon", "--name", name]
-    argv += ["--ingress-port", str(ingress_port), "--run-dir", str(layout.run_dir), *paths]
+    argv += ["--ingress-port", str(ingress_port), "--run-dir", str(layout.run_dir), *extra]
+    argv += ["--", *paths]
     with open(layout.daemon_log, "ab") as log:
         proc = subprocess.Popen(
             argv,
