@@ -2,31 +2,63 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
+import secrets
 import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from mizzen.api.load import load_paths
 from mizzen.bench.dataplane import (
+    ASSETS,
+    DATA_PATH_HANDSHAKES,
+    VARIANTS,
+    Bench,
     HeyOutputError,
     HeyResult,
     Measurement,
     Sizes,
+    Target,
     added_spread,
     aggregate,
     bare_bootstrap,
+    bench_workdir,
+    count_stat,
     describe_defaults,
+    describe_transport,
     hey_argv,
+    measure_rounds,
+    overlay_skipped,
     parse_hey,
     render,
     run_dataplane,
     spread,
     summarize,
+    summary_lines,
     table,
 )
+from mizzen.bench.statictls import (
+    downstream_tls_socket,
+    outbound_sni,
+    spiffe_id,
+    upstream_tls_socket,
+    write_static_mtls,
+)
+
+CLIENT_ID = "spiffe://cluster.local/ns/bench/sa/client"
+SERVER_ID = "spiffe://cluster.local/ns/bench/sa/server"
 
 # Captured from `hey -z 2s -c 16 -q 62.5` (hey 0.1.4, Debian) against the
 # benchmark's nginx; tabs as hey prints them.
@@ -174,19 +206,27 @@ def _hey(p50: float, p90: float, p99: float, n: int = 1000) -> HeyResult:
 
 
 def _measurements() -> list[Measurement]:
+    # Per round: p50 of direct, then of each proxied variant; p90 is p50 + 0.1.
     out = []
-    for rnd, (d, b, m) in enumerate([(0.2, 0.6, 0.9), (0.3, 0.6, 1.1), (0.2, 0.8, 1.0)], 1):
+    rounds = [
+        (0.2, {"bare-envoy": 0.6, "bare-envoy-mtls": 0.7, "mesh-mtls": 0.9, "mesh-plaintext": 0.8}),
+        (0.3, {"bare-envoy": 0.6, "bare-envoy-mtls": 0.8, "mesh-mtls": 1.1, "mesh-plaintext": 1.0}),
+        (0.2, {"bare-envoy": 0.8, "bare-envoy-mtls": 0.9, "mesh-mtls": 1.0, "mesh-plaintext": 0.9}),
+    ]
+    cpu = {"bare-envoy": 0.1, "bare-envoy-mtls": 0.12, "mesh-mtls": 0.15, "mesh-plaintext": 0.13}
+    private = {"bare-envoy": 10.0, "bare-envoy-mtls": 11.0, "mesh-mtls": 15.0, "mesh-plaintext": 13}
+    for rnd, (d, proxied) in enumerate(rounds, 1):
         out.append(Measurement(rnd, 1000, "direct", _hey(d, d, d), {}, {}, {}))
-        for variant, v, cpu in (("bare-envoy", b, 0.1), ("mesh", m, 0.15)):
+        for variant, v in proxied.items():
             out.append(
                 Measurement(
                     rnd,
                     1000,
                     variant,
                     _hey(v, v + 0.1, v + 1),
-                    {"client": cpu, "server": cpu},
+                    {"client": cpu[variant], "server": cpu[variant]},
                     {"client": 20.0 + rnd, "server": 21.0},
-                    {"client": 10.0, "server": 11.0},
+                    {"client": private[variant], "server": private[variant]},
                 )
             )
     return out
@@ -194,13 +234,16 @@ def _measurements() -> list[Measurement]:
 
 def test_aggregate_rows_and_summary() -> None:
     ms = _measurements()
-    results = [aggregate(ms, 1000, v) for v in ("direct", "bare-envoy", "mesh")]
-    direct, bare, mesh = results
+    results = [aggregate(ms, 1000, v) for v in VARIANTS]
+    by = {r["variant"]: r for r in results}
+    direct, bare, mesh = by["direct"], by["bare-envoy"], by["mesh-mtls"]
     assert "added_p90_ms" not in direct and "sidecar_cpu_s_per_1000" not in direct
     assert direct["p50_ms"] == {"median": 0.2, "min": 0.2, "max": 0.3}
     # bare p90 - direct p90 per round: 0.5, 0.4, 0.7
     assert bare["added_p90_ms"] == {"median": 0.5, "min": 0.4, "max": 0.7}
     assert mesh["added_p90_ms"] == {"median": 0.9, "min": 0.8, "max": 0.9}
+    assert by["bare-envoy-mtls"]["added_p90_ms"]["median"] == pytest.approx(0.6)
+    assert by["mesh-plaintext"]["added_p90_ms"]["median"] == pytest.approx(0.8)
     # (0.15 + 0.15) s over 1000 requests
     assert mesh["sidecar_cpu_s_per_1000"]["median"] == pytest.approx(0.3)
     assert mesh["by_proxy"]["client"]["cpu_s_per_1000"]["median"] == pytest.approx(0.15)
@@ -208,15 +251,62 @@ def test_aggregate_rows_and_summary() -> None:
     assert mesh["errors"] == 0 and mesh["requests"] == 3000
 
     summary = summarize(results)
-    assert summary["mesh_over_bare_added_p90"] == {"1000": 1.8, "max": 1.8}
-    assert summary["mesh_over_bare_cpu_s_per_1000"]["1000"] == 1.5
+    assert summary["pairs"]["mesh_over_bare"] == ["mesh-mtls", "bare-envoy-mtls"]
+    assert summary["pairs"]["mesh_plaintext_over_bare"] == ["mesh-plaintext", "bare-envoy"]
+    # the key figure: mesh-mtls 0.9 over bare-envoy-mtls 0.6
+    assert summary["mesh_over_bare_added_p90"] == {"1000": 1.5, "max": 1.5}
+    assert summary["mesh_over_bare_cpu_s_per_1000"]["1000"] == 1.25
+    assert summary["mesh_over_bare_private_mb"]["1000"] == pytest.approx(1.36)
+    assert summary["mesh_plaintext_over_bare_added_p90"] == {"1000": 1.6, "max": 1.6}
+    assert summary["mesh_plaintext_over_bare_cpu_s_per_1000"]["1000"] == 1.3
+    assert summary["bare_mtls_over_bare_added_p90"]["1000"] == 1.2
     assert summary["mesh_added_p90_ms"] == {"1000": 0.9}
+    assert summary["added_p90_ms_by_variant"]["mesh-plaintext"] == {"1000": 0.8}
 
     shown = table(results, Sizes(rounds=3, seconds=10, rates=(1000,)))
-    assert len(shown["rows"]) == 3 and all(len(r) == len(shown["columns"]) for r in shown["rows"])
-    assert shown["rows"][2][6] == "0.900 ms (0.80–0.90)"
+    assert len(shown["rows"]) == 5 and all(len(r) == len(shown["columns"]) for r in shown["rows"])
+    assert [r[2] for r in shown["rows"]] == list(VARIANTS)
+    assert shown["rows"][3][6] == "0.900 ms (0.80–0.90)"
     assert shown["rows"][0][6] == "—"
+    caption = shown["caption"]
+    assert len(caption) == 3
+    assert caption[0].startswith("mesh-mtls vs bare-envoy-mtls (key figure) at 1000 rps:")
+    assert "added p90 0.90 ms vs 0.60 ms = 1.50×" in caption[0]
+    assert "CPU/1000 req 0.300 s vs 0.240 s = 1.25×" in caption[0]
+    assert "private memory 30.0 MB vs 22.0 MB" in caption[0]
+    assert caption[1].startswith("mesh-plaintext vs bare-envoy (both plaintext)")
     json.dumps(shown)
+
+
+def test_summary_without_some_variants_has_no_ratios() -> None:
+    ms = [m for m in _measurements() if m.variant in ("direct", "bare-envoy", "mesh-mtls")]
+    results = [aggregate(ms, 1000, v) for v in ("direct", "bare-envoy", "mesh-mtls")]
+    summary = summarize(results)
+    assert summary["mesh_over_bare_added_p90"] == {"max": None}
+    assert summary["mesh_added_p90_ms"] == {"1000": 0.9}
+    assert summary_lines(results) == []
+
+
+class _Recorder(Bench):
+    """A Bench whose hey only records what it was asked."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(contextlib.ExitStack(), tmp_path, "rec", lambda _: None)
+        self.calls: list[tuple[str, str, int | None]] = []
+
+    def hey(self, target: Target, seconds: float, connections: int, rate: int | None) -> HeyResult:
+        self.calls.append((target.variant, f"{seconds:g}", rate))
+        return _hey(1.0, 1.0, 1.0)
+
+
+def test_every_round_measures_every_variant_at_every_rate(tmp_path: Path) -> None:
+    bench = _Recorder(tmp_path)
+    targets = [Target(v, "ns", "http://x/") for v in VARIANTS]
+    sizes = Sizes(rounds=2, seconds=3, rates=(100, 200), high=False)
+    measured = measure_rounds(bench, targets, [100, 200], sizes, lambda _: None)
+    expected = [(r, rate, v) for r in (1, 2) for rate in (100, 200) for v in VARIANTS]
+    assert [(m.round, m.rate, m.variant) for m in measured] == expected
+    assert bench.calls == [(v, "3", rate) for _, rate, v in expected]
 
 
 def test_describe_defaults_ignores_the_bootstrap_extension_list() -> None:
@@ -241,6 +331,154 @@ def test_describe_defaults_ignores_the_bootstrap_extension_list() -> None:
     assert any("stdout" in line for line in out)
     assert any("no stats access logger" in line for line in out)
     assert any("--concurrency 2" in line for line in out)
+
+
+def _dump(clusters: list[dict[str, Any]], listeners: list[dict[str, Any]]) -> str:
+    return json.dumps(
+        {
+            "configs": [
+                {
+                    "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+                    "bootstrap": {"extensions": [{"name": "envoy.transport_sockets.tls"}]},
+                },
+                {
+                    "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+                    "dynamic_active_clusters": [{"cluster": c} for c in clusters],
+                },
+                {
+                    "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+                    "dynamic_listeners": [
+                        {"name": li["name"], "active_state": {"listener": li}} for li in listeners
+                    ],
+                },
+            ]
+        }
+    )
+
+
+def test_describe_transport_finds_tls_in_the_named_resources_only() -> None:
+    cluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+    listener = "type.googleapis.com/envoy.config.listener.v3.Listener"
+    tls = {"name": "envoy.transport_sockets.tls", "typed_config": {}}
+    auto = {
+        "@type": cluster,
+        "name": "outbound|80||server.bench.svc.cluster.local",
+        "transport_socket_matches": [{"name": "tlsMode-istio", "transport_socket": tls}],
+    }
+    plain = {"@type": cluster, "name": "outbound|80||server.bench.svc.cluster.local"}
+    other = {"@type": cluster, "name": "outbound|80||other.bench.svc.cluster.local"}
+    inbound = {"@type": listener, "name": "virtualInbound", "filter_chains": [{}]}
+    host = "server.bench.svc.cluster.local"
+    assert describe_transport(_dump([auto], []), "cluster", host) == "TLS configured"
+    assert describe_transport(_dump([plain, other], [inbound]), "cluster", host) == "plaintext"
+    assert describe_transport(_dump([other], []), "cluster", host) == "not found"
+    # the bootstrap's extension list mentions TLS whether used or not
+    assert describe_transport(_dump([], [inbound]), "listener", "virtualInbound") == "plaintext"
+
+
+def test_count_stat_sums_matching_counters() -> None:
+    stats = (
+        "cluster.upstream.ssl.handshake: 4\n"
+        "listener.198.18.0.2_15007.ssl.handshake: 5\n"
+        "listener.198.18.0.2_15007.ssl.handshake_x: 7\n"
+        "listener.198.18.0.2_15007.ssl.ciphers.TLS_AES_128_GCM_SHA256: 5\n"
+    )
+    assert count_stat(stats, re.compile(r".*\.ssl\.handshake")) == 9
+    assert count_stat("", re.compile(".*")) == 0
+
+
+def test_data_path_handshakes_leave_out_control_plane_connections() -> None:
+    stats = (
+        "cluster.outbound|80||server.bench.svc.cluster.local.ssl.handshake: 3\n"
+        "cluster.outbound|80|v1|server.bench.svc.cluster.local.ssl.handshake: 1\n"
+        "cluster.outbound|80||other.bench.svc.cluster.local.ssl.handshake: 50\n"
+        "cluster.upstream.ssl.handshake: 2\n"
+        "cluster.xds-grpc.ssl.handshake: 1\n"
+        "listener.0.0.0.0_15006.ssl.handshake: 4\n"
+        "listener.198.18.0.2_15007.ssl.handshake: 5\n"
+        "listener.0.0.0.0_15012.ssl.handshake: 70\n"
+    )
+    assert count_stat(stats, DATA_PATH_HANDSHAKES["client"]) == 6
+    assert count_stat(stats, DATA_PATH_HANDSHAKES["server"]) == 9
+
+
+def test_bare_bootstraps_of_the_mtls_pair(tmp_path: Path) -> None:
+    files = write_static_mtls(tmp_path, {"client": CLIENT_ID, "server": SERVER_ID})
+    sni = outbound_sni("server.bench.svc.cluster.local", 80)
+    assert sni == "outbound_.80_._.server.bench.svc.cluster.local"
+    client = bare_bootstrap(
+        ("127.0.0.1", 15002),
+        ("198.18.0.2", 15007),
+        upstream_tls=upstream_tls_socket(files["client"], sni, SERVER_ID),
+    )
+    server = bare_bootstrap(
+        ("198.18.0.2", 15007),
+        ("127.0.0.1", 80),
+        downstream_tls=downstream_tls_socket(files["server"]),
+    )
+    up = client["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]
+    assert up["@type"].endswith("UpstreamTlsContext") and up["sni"] == sni
+    common = up["common_tls_context"]
+    assert common["alpn_protocols"] == ["istio"]
+    assert common["tls_params"] == {
+        "tls_minimum_protocol_version": "TLSv1_2",
+        "tls_maximum_protocol_version": "TLSv1_3",
+    }
+    assert common["validation_context"]["match_typed_subject_alt_names"] == [
+        {"san_type": "URI", "matcher": {"exact": SERVER_ID}}
+    ]
+    assert common["tls_certificates"][0]["private_key"] == {"filename": str(files["client"].key)}
+    assert "listener_filters" not in client["static_resources"]["listeners"][0]
+
+    listener = server["static_resources"]["listeners"][0]
+    assert listener["listener_filters"][0]["name"] == "envoy.filters.listener.tls_inspector"
+    (chain,) = listener["filter_chains"]
+    assert chain["filter_chain_match"] == {"transport_protocol": "tls"}
+    down = chain["transport_socket"]["typed_config"]
+    assert down["@type"].endswith("DownstreamTlsContext")
+    assert down["require_client_certificate"] is True
+    assert down["common_tls_context"]["alpn_protocols"] == ["h2", "http/1.1"]
+    assert down["common_tls_context"]["validation_context"] == {
+        "trusted_ca": {"filename": str(files["server"].root)}
+    }
+    hcm = chain["filters"][0]["typed_config"]
+    assert hcm["forward_client_cert_details"] == "APPEND_FORWARD"
+    assert hcm["set_current_client_cert_details"] == {"subject": True, "dns": True, "uri": True}
+    assert "transport_socket" not in server["static_resources"]["clusters"][0]
+    for boot in (client, server):
+        assert boot["admin"]["address"]["socket_address"]["port_value"] == 0
+
+
+def test_static_mtls_material(tmp_path: Path) -> None:
+    files = write_static_mtls(tmp_path / "tls", {"client": CLIENT_ID, "server": SERVER_ID})
+    root = x509.load_pem_x509_certificate(files["client"].root.read_bytes())
+    assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    for role, spiffe in (("client", CLIENT_ID), ("server", SERVER_ID)):
+        f = files[role]
+        assert f.spiffe == spiffe and f.root == files["client"].root
+        assert stat.S_IMODE(f.key.stat().st_mode) == 0o600
+        assert stat.S_IMODE(f.cert.stat().st_mode) == 0o644
+        leaf = x509.load_pem_x509_certificate(f.cert.read_bytes())
+        leaf.verify_directly_issued_by(root)
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        assert san.critical
+        assert san.value.get_values_for_type(x509.UniformResourceIdentifier) == [spiffe]
+        key = serialization.load_pem_private_key(f.key.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        assert key.curve.name == "secp256r1"
+        assert key.public_key() == leaf.public_key()
+    assert spiffe_id("bench", "client") == CLIENT_ID
+    assert not list((tmp_path / "tls").glob("root-key*"))  # the root's key is never written
+
+
+def test_the_plaintext_overlay_is_valid_istio_config() -> None:
+    loaded = load_paths([ASSETS / "mesh-plaintext.yaml"])
+    assert loaded.errors == ()
+    assert overlay_skipped() == [s.reason for s in loaded.skipped]
+    kinds = {r.key.kind for r in loaded.resources} | {
+        "PeerAuthentication" for s in loaded.skipped if "PeerAuthentication" in s.reason
+    }
+    assert kinds == {"PeerAuthentication", "DestinationRule"}
 
 
 def test_templates_are_filled_completely() -> None:
@@ -286,7 +524,7 @@ def test_tiny_real_run_is_well_formed() -> None:
     assert any(" hey " in c or "/hey " in c for c in report["commands"])
     assert any("envoy" in c and "--concurrency 2" in c for c in report["commands"])
     results = {r["variant"]: r for r in report["results"]}
-    assert sorted(results) == ["bare-envoy", "direct", "mesh"]
+    assert sorted(results) == sorted(VARIANTS)
     for variant, row in results.items():
         assert row["rate_asked"] == 200 and row["errors"] == 0 and row["requests"] > 0
         absolute = {k: v for k, v in row.items() if not k.startswith("added_")}
@@ -297,5 +535,98 @@ def test_tiny_real_run_is_well_formed() -> None:
             assert set(row["added_p90_ms"]) == {"median", "min", "max"}
             assert set(row["by_proxy"]) == {"client", "server"}
             assert row["sidecar_rss_mb"]["median"] > 0
-    assert set(report["summary"]["mesh_over_bare_added_p90"]) >= {"max"}
-    assert len(report["table"]["rows"]) == 3
+    summary = report["summary"]
+    for pair in ("mesh_over_bare", "mesh_plaintext_over_bare"):
+        assert set(summary[f"{pair}_added_p90"]) == {"200", "max"}, pair
+        assert set(summary[f"{pair}_cpu_s_per_1000"]) == {"200", "max"}, pair
+    assert len(report["table"]["rows"]) == len(VARIANTS)
+    assert len(report["table"]["caption"]) == 3
+    notes = report["notes"]
+    assert any(n.startswith("mesh-mtls: client sidecar's cluster") for n in notes)
+    assert any(n.startswith("mesh-plaintext: client sidecar's cluster") for n in notes)
+    # The bare pair really handshook, and the plaintext one did not.
+    handshakes = {
+        n.split(", ", 1)[1].rsplit(":", 1)[0]: int(n.rsplit(": ", 1)[1])
+        for n in notes
+        if n.startswith("TLS handshakes between the proxies")
+    }
+    assert handshakes["bare-envoy-mtls server"] > 0 and handshakes["bare-envoy-mtls client"] > 0
+    assert handshakes["bare-envoy server"] == 0 and handshakes["bare-envoy client"] == 0
+    assert set(handshakes) >= {"mesh-mtls server", "mesh-plaintext client"}
+    assert len(report["config"]["meshes"]) == 3
+    assert report["config"]["variants"] == list(VARIANTS)
+
+
+# Run inside the client pod: one TLS connection to the mTLS server Envoy with the
+# client's certificate, one without; what each got back.
+_TLS_PROBE = """
+import json, socket, ssl, sys
+host, port, root, cert, key = sys.argv[1:6]
+
+def attempt(with_cert):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(root)
+    ctx.set_alpn_protocols(["istio"])
+    if with_cert:
+        ctx.load_cert_chain(cert, key)
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as raw:
+            with ctx.wrap_socket(raw) as tls:
+                peer = [v for k, v in tls.getpeercert().get("subjectAltName", ()) if k == "URI"]
+                tls.sendall(b"GET / HTTP/1.1\\r\\nHost: server\\r\\nConnection: close\\r\\n\\r\\n")
+                data = b""
+                while chunk := tls.recv(65536):
+                    data += chunk
+                return {"peer": peer, "status": data.split(b"\\r\\n", 1)[0].decode()}
+    except (OSError, ssl.SSLError) as exc:
+        return {"error": repr(exc)}
+
+print(json.dumps({"with": attempt(True), "without": attempt(False)}))
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+def test_the_bare_mtls_pair_speaks_mutual_tls() -> None:
+    with contextlib.ExitStack() as stack:
+        workdir = stack.enter_context(bench_workdir())
+        bench = Bench(stack, workdir, f"bt-{secrets.token_hex(3)}", lambda _: None)
+        _direct, bare, bare_mtls = bench.up_raw()
+        bench.wait_serving(bare_mtls)
+        bench.wait_serving(bare)
+
+        for role in ("client", "server"):
+            assert stat.S_IMODE(bench.tls[role].key.stat().st_mode) == 0o600
+        server_stats = bench.admin_get("bare-envoy-mtls", "server", "/stats")
+        assert count_stat(server_stats, DATA_PATH_HANDSHAKES["server"]) > 0
+        # counted on the listener (the handshakes are the server's, not its admin's)
+        assert re.search(r"^listener\.[0-9._]+_15007\.ssl\.handshake: [1-9]", server_stats, re.M)
+        client_stats = bench.admin_get("bare-envoy-mtls", "client", "/stats")
+        assert count_stat(client_stats, DATA_PATH_HANDSHAKES["client"]) > 0
+        # the plaintext pair does no TLS at all
+        plain_stats = bench.admin_get("bare-envoy", "server", "/stats")
+        assert count_stat(plain_stats, re.compile(r".*\.ssl\.handshake")) == 0
+
+        # Plaintext straight to the server Envoy's port: no filter chain, closed.
+        direct_plain = Target("plain", bare_mtls.netns, bench.mtls_server_url)
+        refused = bench.hey(direct_plain, 0.5, 1, 20)
+        assert refused.requests == 0 and sum(refused.errors.values()) > 0
+        server_stats = bench.admin_get("bare-envoy-mtls", "server", "/stats")
+        assert (
+            count_stat(server_stats, re.compile(r"listener\..*_15007\.no_filter_chain_match")) > 0
+        )
+
+        # TLS with the client's certificate works and shows the server's identity;
+        # TLS without one is refused.
+        host, port = bench.mtls_server_url.removeprefix("http://").rstrip("/").split(":")
+        files = bench.tls["client"]
+        argv = ["ip", "netns", "exec", bare_mtls.netns, sys.executable, "-c", _TLS_PROBE]
+        argv += [host, port, str(files.root), str(files.cert), str(files.key)]
+        out = json.loads(
+            subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
+        )
+        assert out["with"] == {"peer": [SERVER_ID], "status": "HTTP/1.1 200 OK"}
+        assert not out["without"].get("status", "").startswith("HTTP/"), out["without"]
+        server_stats = bench.admin_get("bare-envoy-mtls", "server", "/stats")
+        assert count_stat(server_stats, re.compile(r"listener\..*\.ssl\.fail_verify_no_cert")) > 0

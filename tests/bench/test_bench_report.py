@@ -36,3 +36,17 @@ def test_report_has_machine_commands_and_table(tmp_path: Path) -> None:
 def test_rich_table_has_every_row() -> None:
     table = report.rich_table(SUITE["table"])
     assert table.row_count == 1 and len(table.columns) == 3
+
+
+def test_caption_lines_follow_the_table(tmp_path: Path) -> None:
+    suite = {
+        **SUITE,
+        "table": {**SUITE["table"], "caption": ["mesh-mtls vs bare-envoy-mtls: 1.10×"]},
+    }
+    full = report.assemble([suite], ["mizzen", "bench"], 1.0)
+    _, md_path = report.write(full, tmp_path)
+    text = md_path.read_text()
+    assert text.index("| 1000 | mesh |") < text.index("- mesh-mtls vs bare-envoy-mtls: 1.10×")
+    table = report.rich_table(suite["table"])
+    assert table.caption == "mesh-mtls vs bare-envoy-mtls: 1.10×"
+    assert report.rich_table(SUITE["table"]).caption is None

@@ -1,18 +1,32 @@
 """Data-plane benchmark: latency and sidecar cost added by Mizzen's Envoys.
 
-Three variants run side by side, interleaved round by round, so that drift
+Five variants run side by side, interleaved round by round, so that drift
 of the machine (turbo, other load) hits all of them alike:
 
-    direct       hey (client pod) ──────────────────────────────► nginx (server pod)
-    bare-envoy   hey ─► Envoy 127.0.0.1:15001 ─► Envoy pod IP:15006 ─► nginx
-    mesh         hey ─► Mizzen sidecar ─► Mizzen sidecar ─► nginx   (a real mesh)
+    direct           hey (client pod) ─────────────────────────────────► nginx (server pod)
+    bare-envoy       hey ─► Envoy 127.0.0.1:15001 ─► Envoy pod IP:15006 ─► nginx
+    bare-envoy-mtls  hey ─► Envoy 127.0.0.1:15002 ═mTLS═► Envoy pod IP:15007 ─► nginx
+    mesh-mtls        hey ─► Mizzen sidecar ─► Mizzen sidecar ─► nginx   (a real mesh, as is)
+    mesh-plaintext   the same in a second mesh with mTLS switched off the Istio way
 
-``direct`` and ``bare-envoy`` share one LocalMesh (two pods, no capture, one
-nginx); ``mesh`` is a full mesh from ``assets/mesh.yaml``. The load generator
-is Debian's ``hey`` at a fixed total rate (``-c`` workers times ``-q`` each),
-HTTP/1.1 keep-alive, against a 1 kB static body. Every figure is the median
-over rounds with its min/max; "added" figures are per-round differences to
-``direct`` at the same rate, then the median.
+``direct`` and both bare pairs share one LocalMesh (two pods, no capture, one
+nginx); the bare pairs are the floor a proxy costs with the same transport
+work as the mesh: static config, files for certificates (see ``statictls``).
+``mesh-mtls`` is a full mesh from ``assets/mesh.yaml``; ``mesh-plaintext`` a
+second one from the same file plus ``assets/mesh-plaintext.yaml`` (a
+mesh-wide PeerAuthentication DISABLE and a DestinationRule with ``tls.mode:
+DISABLE``). Two meshes side by side rather than one reconfigured between
+measurements: every variant is measured in its steady state, as the bare
+pairs are, and no measurement waits on or follows a config change (Envoy
+keeps an updated cluster warming until it gets endpoints again, so a switch
+can stall). The second mesh costs about 200 MB of private memory (daemon,
+agents, Envoys) and 3% of one core while idle, the same for every variant.
+
+Each round measures every rate, and at each rate every variant in the order
+above. The load generator is Debian's ``hey`` at a fixed total rate (``-c``
+workers times ``-q`` each), HTTP/1.1 keep-alive, against a 1 kB static body.
+Every figure is the median over rounds with its min/max; "added" figures are
+per-round differences to ``direct`` at the same rate, then the median.
 
 hey prints latencies in seconds with four decimals: figures are quantised to
 0.1 ms, which is why several rounds and a median are reported.
@@ -39,14 +53,34 @@ from pathlib import Path
 from typing import Any
 
 from mizzen.agent.envoy import EnvoyCommand, resolve_envoy_binary
+from mizzen.api.load import load_paths
+from mizzen.bench.statictls import (
+    TlsFiles,
+    downstream_tls_socket,
+    outbound_sni,
+    spiffe_id,
+    upstream_tls_socket,
+    write_static_mtls,
+)
 from mizzen.mesh.launcher import launch, stop, wait_ready
 from mizzen.mesh.layout import MeshLayout
 from mizzen.runtime.mesh import LocalMesh
+from mizzen.runtime.state import ProcRef
 
 Log = Callable[[str], None]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-VARIANTS = ("direct", "bare-envoy", "mesh")
+VARIANTS = ("direct", "bare-envoy", "bare-envoy-mtls", "mesh-mtls", "mesh-plaintext")
+# Added to mesh.yaml for mesh-plaintext: mTLS off the Istio way.
+PLAINTEXT_OVERLAY = "mesh-plaintext.yaml"
+# (summary key, numerator, denominator, what it says): each mesh variant
+# against the bare pair that does the same transport work. The first is the
+# key figure.
+PAIRS = (
+    ("mesh_over_bare", "mesh-mtls", "bare-envoy-mtls", "key figure"),
+    ("mesh_plaintext_over_bare", "mesh-plaintext", "bare-envoy", "both plaintext"),
+    ("bare_mtls_over_bare", "bare-envoy-mtls", "bare-envoy", "what mTLS costs two bare Envoys"),
+)
 BODY_BYTES = 1024
 NAMESPACE = "bench"
 # The agent's default (mizzen.agent.main.AgentConfig.concurrency and the
@@ -54,6 +88,9 @@ NAMESPACE = "bench"
 SIDECAR_CONCURRENCY = 2
 CLIENT_LISTEN = ("127.0.0.1", 15001)
 SERVER_PROXY_PORT = 15006
+MTLS_CLIENT_LISTEN = ("127.0.0.1", 15002)
+MTLS_SERVER_PROXY_PORT = 15007
+SERVER_HOST = f"server.{NAMESPACE}.svc.cluster.local"
 NGINX_PORT = 80
 LATENCY_RESOLUTION_MS = 0.1
 HEY_TIMEOUT_S = 5
@@ -274,13 +311,28 @@ def _tool(name: str) -> str:
     return found
 
 
-def bare_bootstrap(listen: tuple[str, int], upstream: tuple[str, int]) -> dict[str, Any]:
-    """The floor for a proxy: one listener, HCM + router, one static cluster, no logs."""
+def bare_bootstrap(
+    listen: tuple[str, int],
+    upstream: tuple[str, int],
+    *,
+    upstream_tls: Mapping[str, Any] | None = None,
+    downstream_tls: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The floor for a proxy: one listener, HCM + router, one static cluster, no logs.
+
+    upstream_tls is the cluster's transport socket (the client of an mTLS
+    pair); downstream_tls makes the listener what a mesh's inbound is with
+    mTLS: a TLS inspector, a filter chain matched on ``transport_protocol:
+    tls`` (plaintext finds no chain and is closed), and an HCM that forwards
+    the peer's identity in ``X-Forwarded-Client-Cert``. The admin endpoint
+    listens on a free port of the pod's loopback (its address goes to the
+    file named by ``--admin-address-path``).
+    """
     hcm_type = (
         "type.googleapis.com/envoy.extensions.filters.network."
         "http_connection_manager.v3.HttpConnectionManager"
     )
-    hcm = {
+    hcm: dict[str, Any] = {
         "@type": hcm_type,
         "stat_prefix": "bench",
         "route_config": {
@@ -295,38 +347,39 @@ def bare_bootstrap(listen: tuple[str, int], upstream: tuple[str, int]) -> dict[s
             }
         ],
     }
+    chain: dict[str, Any] = {
+        "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
+    }
+    listener: dict[str, Any] = {"name": "bench", "address": _address(*listen)}
+    if downstream_tls is not None:
+        hcm["forward_client_cert_details"] = "APPEND_FORWARD"
+        hcm["set_current_client_cert_details"] = {"subject": True, "dns": True, "uri": True}
+        chain["filter_chain_match"] = {"transport_protocol": "tls"}
+        chain["transport_socket"] = dict(downstream_tls)
+        listener["listener_filters"] = [
+            {
+                "name": "envoy.filters.listener.tls_inspector",
+                "typed_config": {
+                    "@type": "type.googleapis.com/"
+                    "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+                },
+            }
+        ]
+    listener["filter_chains"] = [chain]
+    cluster: dict[str, Any] = {
+        "name": "upstream",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": "upstream",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(*upstream)}}]}],
+        },
+    }
+    if upstream_tls is not None:
+        cluster["transport_socket"] = dict(upstream_tls)
     return {
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "bench",
-                    "address": _address(*listen),
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": hcm,
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ],
-            "clusters": [
-                {
-                    "name": "upstream",
-                    "type": "STATIC",
-                    "connect_timeout": "1s",
-                    "load_assignment": {
-                        "cluster_name": "upstream",
-                        "endpoints": [
-                            {"lb_endpoints": [{"endpoint": {"address": _address(*upstream)}}]}
-                        ],
-                    },
-                }
-            ],
-        }
+        "admin": {"address": _address("127.0.0.1", 0)},
+        "static_resources": {"listeners": [listener], "clusters": [cluster]},
     }
 
 
@@ -347,16 +400,20 @@ class Bench:
         self.base = base
         self.log = log
         self.commands: list[str] = []
-        self.mesh_layout: MeshLayout | None = None
+        # (variant, role) → (netns, file holding the Envoy's admin address)
+        self.admins: dict[tuple[str, str], tuple[str, Path]] = {}
+        self.tls: dict[str, TlsFiles] = {}
+        self.mtls_server_url = ""
 
     def record(self, argv: Sequence[str]) -> None:
         line = " ".join(argv)
         if line not in self.commands:
             self.commands.append(line)
 
-    # -- direct and bare-envoy: one LocalMesh, two pods, no capture -----------------
+    # -- direct and the bare pairs: one LocalMesh, two pods, no capture ----------------
 
-    def up_raw(self) -> tuple[Target, Target]:
+    def up_raw(self) -> tuple[Target, Target, Target]:
+        """direct, bare-envoy and bare-envoy-mtls: one nginx, two Envoys per pod."""
         local = LocalMesh.up(f"{self.base}-raw")
         self.stack.callback(self._down_raw, local)
         server = local.add_pod(NAMESPACE, "server")
@@ -365,85 +422,177 @@ class Bench:
         write_nginx(prefix)
         self._spawn(local, "server", nginx_argv(prefix), "nginx")
         envoy = resolve_envoy_binary()
-        self._bare_envoy(local, "server", envoy, (server.ip, SERVER_PROXY_PORT), ("127.0.0.1", 80))
-        self._bare_envoy(local, "client", envoy, CLIENT_LISTEN, (server.ip, SERVER_PROXY_PORT))
-        direct = Target("direct", client.netns, f"http://{server.ip}:{NGINX_PORT}/")
-        host, port = CLIENT_LISTEN
-        bare = Target(
-            "bare-envoy",
-            client.netns,
-            f"http://{host}:{port}/",
-            {"client": envoy_pid_in(client.netns), "server": envoy_pid_in(server.netns)},
+        # The bare Envoys run as whoever runs the bench (LocalMesh.spawn without
+        # a uid): the 0600 keys below are theirs.
+        self.tls = write_static_mtls(
+            self.workdir / "tls",
+            {role: spiffe_id(NAMESPACE, role) for role in ("client", "server")},
         )
-        return direct, bare
+        plain_server = (server.ip, SERVER_PROXY_PORT)
+        mtls_server = (server.ip, MTLS_SERVER_PROXY_PORT)
+        nginx = ("127.0.0.1", NGINX_PORT)
+        pids = {
+            ("bare-envoy", "server"): self._bare_envoy(
+                local, "bare-envoy", "server", envoy, bare_bootstrap(plain_server, nginx)
+            ),
+            ("bare-envoy", "client"): self._bare_envoy(
+                local, "bare-envoy", "client", envoy, bare_bootstrap(CLIENT_LISTEN, plain_server)
+            ),
+            ("bare-envoy-mtls", "server"): self._bare_envoy(
+                local,
+                "bare-envoy-mtls",
+                "server",
+                envoy,
+                bare_bootstrap(
+                    mtls_server, nginx, downstream_tls=downstream_tls_socket(self.tls["server"])
+                ),
+            ),
+            ("bare-envoy-mtls", "client"): self._bare_envoy(
+                local,
+                "bare-envoy-mtls",
+                "client",
+                envoy,
+                bare_bootstrap(
+                    MTLS_CLIENT_LISTEN,
+                    mtls_server,
+                    upstream_tls=upstream_tls_socket(
+                        self.tls["client"],
+                        outbound_sni(SERVER_HOST, NGINX_PORT),
+                        self.tls["server"].spiffe,
+                    ),
+                ),
+            ),
+        }
+        self.mtls_server_url = f"http://{server.ip}:{MTLS_SERVER_PROXY_PORT}/"
+        direct = Target("direct", client.netns, f"http://{server.ip}:{NGINX_PORT}/")
+        bare, bare_mtls = (
+            Target(
+                variant,
+                client.netns,
+                f"http://{host}:{port}/",
+                {role: pids[(variant, role)] for role in ("client", "server")},
+            )
+            for variant, (host, port) in (
+                ("bare-envoy", CLIENT_LISTEN),
+                ("bare-envoy-mtls", MTLS_CLIENT_LISTEN),
+            )
+        )
+        return direct, bare, bare_mtls
 
-    def _spawn(self, local: LocalMesh, pod: str, argv: list[str], role: str) -> None:
+    def _spawn(self, local: LocalMesh, pod: str, argv: list[str], role: str) -> ProcRef:
         self.record(["ip", "netns", "exec", local.pod(NAMESPACE, pod).netns, *argv])
-        local.spawn(NAMESPACE, pod, argv, role=role)
+        return local.spawn(NAMESPACE, pod, argv, role=role)
 
     def _bare_envoy(
-        self,
-        local: LocalMesh,
-        pod: str,
-        binary: Path,
-        listen: tuple[str, int],
-        upstream: tuple[str, int],
-    ) -> None:
-        boot = self.workdir / f"bare-{pod}.json"
-        boot.write_text(json.dumps(bare_bootstrap(listen, upstream), indent=1))
+        self, local: LocalMesh, variant: str, pod: str, binary: Path, bootstrap: dict[str, Any]
+    ) -> int:
+        """Start one static Envoy in pod; its pid (``ip netns exec`` execs it)."""
+        boot = self.workdir / f"{variant}-{pod}.json"
+        boot.write_text(json.dumps(bootstrap, indent=1))
+        admin = self.workdir / f"{variant}-{pod}.admin"
         command = EnvoyCommand(
             binary=binary,
             bootstrap=boot,
-            admin_address_path=self.workdir / f"bare-{pod}.admin",
+            admin_address_path=admin,
             concurrency=SIDECAR_CONCURRENCY,
         )
-        self._spawn(local, pod, command.argv(), "envoy")
+        ref = self._spawn(local, pod, command.argv(), f"envoy-{variant}")
+        self.admins[(variant, pod)] = (local.pod(NAMESPACE, pod).netns, admin)
+        return ref.pid
 
     def _down_raw(self, local: LocalMesh) -> None:
         self.log(f"dataplane: removing {local.name}")
         local.down()
 
-    # -- mesh: a real Mizzen mesh from assets/mesh.yaml -----------------------------
+    # -- mesh: two real Mizzen meshes from assets/mesh.yaml -------------------------------
 
-    def up_mesh(self) -> Target:
+    def up_meshes(self) -> tuple[Target, Target]:
+        """mesh-mtls (mesh.yaml as is) and mesh-plaintext (plus the overlay), started
+        together and waited for together."""
         prefix = self.workdir / "mesh-nginx"
         write_nginx(prefix)
         manifest = self.workdir / "mesh.yaml"
         values = {"NGINX": _tool("nginx"), "PREFIX": str(prefix), "SLEEP": _tool("sleep")}
         manifest.write_text(render((ASSETS / "mesh.yaml").read_text(), values))
-        name = f"{self.base}-mesh"
-        layout = MeshLayout.load(name)
-        self.mesh_layout = layout
-        # Registered before launch: a launch that fails half-way still gets stopped.
-        self.stack.callback(self._stop_mesh, layout)
-        launch(name, [str(manifest)], _free_port())
+        overlay = self.workdir / PLAINTEXT_OVERLAY
+        shutil.copyfile(ASSETS / PLAINTEXT_OVERLAY, overlay)
+        wanted = {
+            "mesh-mtls": (f"{self.base}-mtls", [str(manifest)]),
+            "mesh-plaintext": (f"{self.base}-plain", [str(manifest), str(overlay)]),
+        }
+        layouts = {}
+        for variant, (name, paths) in wanted.items():
+            layout = MeshLayout.load(name)
+            # Registered before launch: a launch that fails half-way still gets stopped.
+            self.stack.callback(self._stop_mesh, layout)
+            launch(name, paths, _free_port())
+            layouts[variant] = layout
+        return (
+            self._mesh_target("mesh-mtls", layouts["mesh-mtls"]),
+            self._mesh_target("mesh-plaintext", layouts["mesh-plaintext"]),
+        )
+
+    def _mesh_target(self, variant: str, layout: MeshLayout) -> Target:
         pods = {p["name"]: p for p in wait_ready(layout, timeout=120)["pods"]}
-        client, server = pods["client-0"]["netns"], pods["server-0"]["netns"]
-        proxies = {"client": envoy_pid_in(client), "server": envoy_pid_in(server)}
+        netns = {role: pods[f"{role}-0"]["netns"] for role in ("client", "server")}
+        proxies = {role: envoy_pid_in(ns) for role, ns in netns.items()}
         self.record(cmdline(proxies["client"]))
-        return Target("mesh", client, f"http://server.{NAMESPACE}.svc.cluster.local/", proxies)
+        for role, ns in netns.items():
+            self.admins[(variant, role)] = (
+                ns,
+                layout.proxy_dir(NAMESPACE, f"{role}-0") / "admin.address",
+            )
+        return Target(variant, netns["client"], f"http://{SERVER_HOST}/", proxies)
 
     def _stop_mesh(self, layout: MeshLayout) -> None:
         self.log(f"dataplane: stopping mesh {layout.name}")
         stop(layout)
 
-    def mesh_defaults(self, target: Target) -> list[str]:
-        """What the mesh's client sidecar runs with, from its own config dump."""
-        assert self.mesh_layout is not None
-        admin_file = self.mesh_layout.proxy_dir(NAMESPACE, "client-0") / "admin.address"
-        admin = admin_file.read_text().strip()
+    def admin_get(self, variant: str, role: str, path: str) -> str:
+        """GET path from the admin endpoint of a variant's client or server Envoy.
+
+        Fetched from inside the pod: admin endpoints listen on the pod's loopback."""
+        netns, address_file = self.admins[(variant, role)]
+        deadline = time.monotonic() + 30
+        while not address_file.exists() or not address_file.read_text().strip():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{variant} {role}: no admin address in {address_file}")
+            time.sleep(0.1)
+        url = f"http://{address_file.read_text().strip()}{path}"
         fetch = (
             "import sys, urllib.request as u; "
-            f"sys.stdout.write(u.urlopen('http://{admin}/config_dump', timeout=10).read().decode())"
+            f"sys.stdout.write(u.urlopen({url!r}, timeout=10).read().decode())"
         )
-        dump = subprocess.run(
-            ["ip", "netns", "exec", target.netns, sys.executable, "-c", fetch],
+        return subprocess.run(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", fetch],
             capture_output=True,
             text=True,
             check=True,
             timeout=30,
         ).stdout
+
+    def mesh_defaults(self, target: Target) -> list[str]:
+        """What the mesh's client sidecar runs with, from its own config dump."""
+        dump = self.admin_get(target.variant, "client", "/config_dump")
         return describe_defaults(dump, cmdline(target.proxies["client"]))
+
+    def mesh_transport(self, target: Target) -> str:
+        """Whether the mesh's sidecars have TLS configured between them right now."""
+        client = describe_transport(
+            self.admin_get(target.variant, "client", "/config_dump"), "cluster", SERVER_HOST
+        )
+        server = describe_transport(
+            self.admin_get(target.variant, "server", "/config_dump"), "listener", "virtualInbound"
+        )
+        return (
+            f"{target.variant}: client sidecar's cluster for {SERVER_HOST}: {client}; "
+            f"server sidecar's virtualInbound: {server}"
+        )
+
+    def handshakes(self, variant: str, role: str) -> int:
+        """TLS handshakes so far between a variant's two proxies, seen from role."""
+        stats = self.admin_get(variant, role, "/stats?filter=ssl.handshake")
+        return count_stat(stats, DATA_PATH_HANDSHAKES[role])
 
     # -- hey --------------------------------------------------------------------------
 
@@ -498,6 +647,36 @@ def describe_defaults(config_dump: str, envoy_argv: Sequence[str]) -> list[str]:
         "inbound traffic reaches the app on 127.0.0.1 from 127.0.0.6"
     )
     return out
+
+
+def describe_transport(config_dump: str, kind: str, name_contains: str) -> str:
+    """ "TLS configured", "plaintext" or "not found" for the xDS clusters or
+    listeners (kind) whose name contains name_contains.
+
+    Looks for Envoy's TLS transport socket anywhere in them, so a cluster that
+    uses TLS only for some endpoints (``transport_socket_matches``, as auto
+    mTLS does) counts as TLS configured."""
+    type_suffix = {"cluster": ".Cluster", "listener": ".Listener"}[kind]
+    found = [
+        r
+        for r in _typed_resources(json.loads(_xds_part(config_dump)))
+        if str(r.get("@type", "")).endswith(type_suffix) and name_contains in str(r.get("name"))
+    ]
+    if not found:
+        return "not found"
+    return "TLS configured" if "envoy.transport_sockets.tls" in json.dumps(found) else "plaintext"
+
+
+def _typed_resources(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        if "@type" in value and "name" in value:
+            yield value
+            return
+        for item in value.values():
+            yield from _typed_resources(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _typed_resources(item)
 
 
 def _xds_part(config_dump: str) -> str:
@@ -622,26 +801,74 @@ def _sidecar_figures(mine: Sequence[Measurement]) -> dict[str, Any]:
 
 
 def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """mesh ÷ bare-envoy of the added latency and of the sidecar CPU, per rate and worst."""
+    """Each pair of PAIRS: numerator ÷ denominator of the added latency, the
+    sidecar CPU per request and the private memory, per rate and worst.
+
+    ``mesh_over_bare_*`` is the key figure: the mesh as it runs by default
+    (mTLS) against two bare Envoys doing the same TLS work."""
     by = {(r["rate_asked"], r["variant"]): r for r in results}
     rates = sorted({r["rate_asked"] for r in results})
-    summary: dict[str, Any] = {}
-    for key in ("added_p50_ms", "added_p90_ms", "added_p99_ms", "sidecar_cpu_s_per_1000"):
-        ratios: dict[str, float | None] = {}
-        for rate in rates:
-            mesh, bare = by.get((rate, "mesh")), by.get((rate, "bare-envoy"))
-            if mesh and bare and key in mesh and key in bare:
-                ratios[str(rate)] = ratio(mesh[key]["median"], bare[key]["median"])
-        known = [v for v in ratios.values() if v is not None]
-        ratios["max"] = max(known) if known else None
-        name = key.removesuffix("_ms").removeprefix("sidecar_")
-        summary[f"mesh_over_bare_{name}"] = ratios
-    summary["mesh_added_p90_ms"] = {
-        str(rate): by[(rate, "mesh")]["added_p90_ms"]["median"]
-        for rate in rates
-        if (rate, "mesh") in by
+    summary: dict[str, Any] = {"pairs": {name: [num, den] for name, num, den, _ in PAIRS}}
+    keys = (
+        "added_p50_ms",
+        "added_p90_ms",
+        "added_p99_ms",
+        "sidecar_cpu_s_per_1000",
+        "sidecar_private_mb",
+    )
+    for pair, num, den, _ in PAIRS:
+        for key in keys:
+            ratios: dict[str, float | None] = {}
+            for rate in rates:
+                top, bottom = by.get((rate, num)), by.get((rate, den))
+                if top and bottom and key in top and key in bottom:
+                    ratios[str(rate)] = ratio(top[key]["median"], bottom[key]["median"])
+            known = [v for v in ratios.values() if v is not None]
+            ratios["max"] = max(known) if known else None
+            name = key.removesuffix("_ms").removeprefix("sidecar_")
+            summary[f"{pair}_{name}"] = ratios
+    summary["added_p90_ms_by_variant"] = {
+        variant: {
+            str(rate): by[(rate, variant)]["added_p90_ms"]["median"]
+            for rate in rates
+            if "added_p90_ms" in by.get((rate, variant), {})
+        }
+        for variant in VARIANTS
+        if variant != "direct"
     }
+    # Kept from the three-variant report; "mesh" is now mesh-mtls.
+    summary["mesh_added_p90_ms"] = summary["added_p90_ms_by_variant"].get("mesh-mtls", {})
     return summary
+
+
+def summary_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The pairs of PAIRS in words, one line per pair and rate (shown under the table)."""
+    by = {(r["rate_asked"], r["variant"]): r for r in results}
+    rates = sorted({r["rate_asked"] for r in results})
+    lines = []
+    for _, num, den, what in PAIRS:
+        for rate in rates:
+            top, bottom = by.get((rate, num)), by.get((rate, den))
+            if not top or not bottom:
+                continue
+            parts = [
+                _compare(top, bottom, "added_p90_ms", "added p90", "{:.2f} ms"),
+                _compare(top, bottom, "sidecar_cpu_s_per_1000", "CPU/1000 req", "{:.3f} s"),
+                _compare(top, bottom, "sidecar_private_mb", "private memory", "{:.1f} MB"),
+            ]
+            lines.append(f"{num} vs {den} ({what}) at {rate} rps: " + "; ".join(parts))
+    return lines
+
+
+def _compare(
+    top: Mapping[str, Any], bottom: Mapping[str, Any], key: str, label: str, fmt: str
+) -> str:
+    if key not in top or key not in bottom:
+        return f"{label} —"
+    a, b = top[key]["median"], bottom[key]["median"]
+    shown = ratio(a, b)
+    times = "—" if shown is None else f"{shown:.2f}×"
+    return f"{label} {fmt.format(a)} vs {fmt.format(b)} = {times}"
 
 
 def _ms(s: Mapping[str, float] | None) -> str:
@@ -690,7 +917,7 @@ def table(results: Sequence[Mapping[str, Any]], sizes: Sizes) -> dict[str, Any]:
         f"Data plane: hey -c {sizes.connections}, HTTP/1.1 keep-alive, 1 kB nginx body, "
         f"{sizes.rounds} rounds × {sizes.seconds:g} s, median (min–max)"
     )
-    return {"title": title, "columns": columns, "rows": rows}
+    return {"title": title, "columns": columns, "rows": rows, "caption": summary_lines(results)}
 
 
 def machine() -> dict[str, Any]:
@@ -723,7 +950,7 @@ def _version(argv: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def _workdir() -> Iterator[Path]:
+def bench_workdir() -> Iterator[Path]:
     # Pods run nginx whose workers drop to nobody: the dir must be searchable.
     with tempfile.TemporaryDirectory(prefix="mizzen-bench-") as tmp:
         Path(tmp).chmod(0o755)
@@ -731,26 +958,32 @@ def _workdir() -> Iterator[Path]:
 
 
 def run_dataplane(quick: bool, log: Log, sizes: Sizes | None = None) -> dict[str, Any]:
-    """Bring up direct, bare-envoy and mesh once, interleave rounds, tear all down."""
+    """Bring up the raw pods and the mesh once, interleave rounds, tear all down."""
     sizes = sizes or (QUICK if quick else FULL)
     base = f"bd-{secrets.token_hex(3)}"
     timings: dict[str, float] = {}
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        workdir = stack.enter_context(_workdir())
+        workdir = stack.enter_context(bench_workdir())
         bench = Bench(stack, workdir, base, log)
-        log(f"dataplane: bringing up {base}-raw (direct, bare-envoy) and {base}-mesh")
-        direct, bare = bench.up_raw()
-        mesh = bench.up_mesh()
-        targets = (direct, bare, mesh)
+        log(f"dataplane: bringing up {base}-raw (direct, bare pairs), {base}-mtls, {base}-plain")
+        direct, bare, bare_mtls = bench.up_raw()
+        mesh_mtls, mesh_plaintext = bench.up_meshes()
+        targets = (direct, bare, bare_mtls, mesh_mtls, mesh_plaintext)
         for target in targets:
             bench.wait_serving(target)
-        defaults = bench.mesh_defaults(mesh)
+        defaults = bench.mesh_defaults(mesh_mtls)
+        transports = [bench.mesh_transport(t) for t in (mesh_mtls, mesh_plaintext)]
         timings["setup_s"] = time.monotonic() - started
         rates, direct_max = _rates(bench, direct, sizes, log)
         timings["probe_s"] = time.monotonic() - started - timings["setup_s"]
-        measurements = _rounds(bench, targets, rates, sizes, log)
+        measurements = measure_rounds(bench, targets, rates, sizes, log)
         timings["measure_s"] = time.monotonic() - started - timings["setup_s"] - timings["probe_s"]
+        handshakes = {
+            (target.variant, role): bench.handshakes(target.variant, role)
+            for target in (bare, bare_mtls, mesh_mtls, mesh_plaintext)
+            for role in ("client", "server")
+        }
         teardown_started = time.monotonic()
     timings["teardown_s"] = time.monotonic() - teardown_started
     timings["total_s"] = time.monotonic() - started
@@ -761,11 +994,67 @@ def run_dataplane(quick: bool, log: Log, sizes: Sizes | None = None) -> dict[str
         "config": _config(sizes, base, direct_max, rates),
         "commands": bench.commands,
         "defaults": defaults,
+        "notes": _notes(transports, handshakes),
         "results": results,
         "summary": summarize(results),
         "table": table(results, sizes),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
+
+
+def count_stat(stats: str, name: re.Pattern[str]) -> int:
+    """Sum of the counters in Envoy's text /stats whose whole name matches."""
+    total = 0
+    for line in stats.splitlines():
+        stat, _, value = line.partition(": ")
+        if name.fullmatch(stat) and value.strip().isdigit():
+            total += int(value)
+    return total
+
+
+# TLS handshakes on the data path between the two proxies of a variant: the
+# client's cluster to the server (bare: "upstream"), the server's listener on
+# its proxy port (mesh: virtualInbound on 15006). Not the proxies' own
+# connections to the control plane or to a local SDS server.
+DATA_PATH_HANDSHAKES = {
+    "client": re.compile(
+        r"cluster\.(upstream|outbound\|\d+\|[^|]*\|" + re.escape(SERVER_HOST) + r")\.ssl\.handshake"
+    ),
+    "server": re.compile(
+        rf"listener\.[0-9.]+_({SERVER_PROXY_PORT}|{MTLS_SERVER_PROXY_PORT})\.ssl\.handshake"
+    ),
+}
+
+
+def overlay_skipped() -> list[str]:
+    """What Mizzen's loader skips of the plaintext overlay (kinds not supported yet)."""
+    return [s.reason for s in load_paths([ASSETS / PLAINTEXT_OVERLAY]).skipped]
+
+
+def _notes(transports: Sequence[str], handshakes: Mapping[tuple[str, str], int]) -> list[str]:
+    notes = [
+        "bare-envoy-mtls: static certificates from files (throwaway ECDSA P-256 root, "
+        "leaves with SPIFFE URI SANs .../sa/client and .../sa/server), TLS 1.2–1.3; client: "
+        f"SNI {outbound_sni(SERVER_HOST, NGINX_PORT)}, ALPN istio, server URI SAN checked; "
+        "server: TLS inspector, chain matched on transport_protocol tls, client certificate "
+        "required, ALPN h2/http/1.1, X-Forwarded-Client-Cert APPEND_FORWARD",
+        "mesh-mtls and mesh-plaintext are two meshes from the same manifest, run side by "
+        f"side; mesh-plaintext adds assets/{PLAINTEXT_OVERLAY} (PeerAuthentication DISABLE "
+        "mesh-wide, DestinationRule tls DISABLE for the server)",
+        *transports,
+    ]
+    shown = [t.split(": ", 1)[1] for t in transports]
+    if len(set(shown)) == 1:
+        notes.append(
+            "mesh-mtls and mesh-plaintext ran the same transport configuration: the overlay "
+            "changed nothing this check sees"
+        )
+    notes += [f"the mesh skips part of the overlay: {reason}" for reason in overlay_skipped()]
+    notes += [
+        f"TLS handshakes between the proxies over the run, {variant} {role}: {n}"
+        for (variant, role), n in handshakes.items()
+    ]
+    return notes
 
 
 def _rates(bench: Bench, direct: Target, sizes: Sizes, log: Log) -> tuple[list[int], float | None]:
@@ -776,7 +1065,7 @@ def _rates(bench: Bench, direct: Target, sizes: Sizes, log: Log) -> tuple[list[i
     return sorted({*sizes.rates, high}), direct_max
 
 
-def _rounds(
+def measure_rounds(
     bench: Bench, targets: Sequence[Target], rates: Sequence[int], sizes: Sizes, log: Log
 ) -> list[Measurement]:
     out = []
@@ -802,8 +1091,10 @@ def _config(
         "body_bytes": BODY_BYTES,
         "envoy_concurrency": SIDECAR_CONCURRENCY,
         "latency_resolution_ms": LATENCY_RESOLUTION_MS,
-        "meshes": [f"{base}-raw", f"{base}-mesh"],
-        "order_per_round": list(VARIANTS),
+        "meshes": [f"{base}-raw", f"{base}-mtls", f"{base}-plain"],
+        "variants": list(VARIANTS),
+        "order": "per round, per rate, the variants in the order above",
+        "mesh_plaintext_overlay": (ASSETS / PLAINTEXT_OVERLAY).read_text(),
         "load_shape": (
             f"hey -c {sizes.connections} -q rate/c: workers tick in phase, so requests arrive "
             f"in bursts of {sizes.connections}; latency includes queueing within a burst"

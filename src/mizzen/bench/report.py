@@ -1,8 +1,9 @@
 """Benchmark results: one JSON document and one markdown report per run.
 
 Each suite returns a JSON-ready dict with at least ``suite``, ``commands``
-and ``table`` (``title``, ``columns``, ``rows`` of preformatted strings);
-this module only assembles and renders them, it measures nothing.
+and ``table`` (``title``, ``columns``, ``rows`` of preformatted strings, and
+optionally ``caption``: lines that sum the table up, shown under it); this
+module only assembles and renders them, it measures nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ def assemble(
 
 
 def rich_table(table: Mapping[str, Any]) -> Table:
-    out = Table(title=str(table.get("title", "")), header_style="bold")
+    caption = "\n".join(str(line) for line in table.get("caption", ())) or None
+    out = Table(
+        title=str(table.get("title", "")),
+        header_style="bold",
+        caption=caption,
+        caption_justify="left",
+    )
     for column in table["columns"]:
         out.add_column(str(column))
     for row in table["rows"]:
@@ -71,6 +78,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         parts += ["", f"## {suite['suite']}", ""]
         if "table" in suite:
             parts += [f"**{suite['table'].get('title', '')}**", "", markdown_table(suite["table"])]
+            if suite["table"].get("caption"):
+                parts += ["", "Summary:", ""] + [f"- {line}" for line in suite["table"]["caption"]]
         for key in ("defaults", "notes"):
             if suite.get(key):
                 parts += ["", f"{key.capitalize()}:", ""] + [f"- {item}" for item in suite[key]]
