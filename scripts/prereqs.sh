@@ -3,7 +3,8 @@
 # iproute2 (ip netns), iptables (capture and service NAT), util-linux (setpriv)
 # and python3-venv where the interpreter cannot create virtual environments.
 # WITH_LOAD_TOOLS=1 adds the benchmarks' load generator and server (hey,
-# nginx-light); `make test` and `make bench` ask for them.
+# nginx-light) and the packet capture the mTLS tests read (tcpdump);
+# `make test` and `make bench` ask for them.
 set -eu
 
 PY="${PYTHON:-python3}"
@@ -17,6 +18,7 @@ fi
 if [ "${WITH_LOAD_TOOLS:-0}" = 1 ]; then
     command -v hey >/dev/null 2>&1 || missing="$missing hey"
     command -v nginx >/dev/null 2>&1 || missing="$missing nginx-light"
+    command -v tcpdump >/dev/null 2>&1 || missing="$missing tcpdump"
 fi
 
 [ -z "$missing" ] && exit 0

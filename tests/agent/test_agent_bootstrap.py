@@ -188,6 +188,8 @@ def test_pod_names_may_contain_dots() -> None:
     assert node_id(opts(pod="web.1")).startswith("sidecar~198.18.0.7~web.1.default~")
 
 
+SDS = "mizzen/m1/default.reviews-v1-abc/sds"
+
 VALIDATE_CASES: dict[str, Callable[[], BootstrapOptions]] = {
     "sidecar": lambda: opts(),
     "router-ephemeral-admin-dns-xds": lambda: opts(
@@ -198,6 +200,16 @@ VALIDATE_CASES: dict[str, Callable[[], BootstrapOptions]] = {
     ),
     "router-pinned-dns-resolver": lambda: opts(
         proxy_type="router", admin_port=0, dns_resolver=("127.0.0.1", 1)
+    ),
+    "sidecar-mtls-ads": lambda: opts(sds_socket=SDS, xds_tls=True, xds_port=15012),
+    "sidecar-sds-plaintext-ads": lambda: opts(sds_socket=SDS),
+    "router-mtls-ads-by-name": lambda: opts(
+        proxy_type="router",
+        admin_port=0,
+        xds_host="istiod.istio-system.svc",
+        xds_port=15012,
+        sds_socket=SDS,
+        xds_tls=True,
     ),
 }
 
@@ -251,3 +263,58 @@ def test_control_plane_parses_the_node_back() -> None:
     assert dict(proxy.labels) == {"app": "reviews", "version": "v1"}
     assert proxy.service_account == "bookinfo-reviews"
     assert proxy.ports == (9080,)
+
+
+# -- mutual TLS: the SDS cluster and ADS over TLS -----------------------------------------
+
+
+def test_sds_cluster_is_the_agents_abstract_socket_over_http2() -> None:
+    c = _cluster(render_bootstrap(opts(sds_socket=SDS)), "sds-grpc")
+    assert c["type"] == "STATIC"
+    addr = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    # "@" is Envoy's spelling of an abstract socket: the pod's own namespace.
+    assert addr == {"pipe": {"path": f"@{SDS}"}}
+    proto = c["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    assert proto["explicit_http_config"] == {"http2_protocol_options": {}}
+    assert "transport_socket" not in c  # the pod-local socket needs no TLS
+
+
+def test_no_sds_cluster_and_no_tls_without_mesh_identity() -> None:
+    b = render_bootstrap(opts())
+    assert "sds-grpc" not in [c["name"] for c in b["static_resources"]["clusters"]]
+    assert "transport_socket" not in _cluster(b, "xds-grpc")
+
+
+def test_ads_over_mutual_tls() -> None:
+    b = render_bootstrap(opts(sds_socket=SDS, xds_tls=True, xds_port=15012))
+    socket = _cluster(b, "xds-grpc")["transport_socket"]
+    assert socket["name"] == "envoy.transport_sockets.tls"
+    ctx = socket["typed_config"]
+    assert ctx["@type"] == (
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+    )
+    assert ctx["sni"] == "istiod.istio-system.svc"
+    common = ctx["common_tls_context"]
+    assert common["alpn_protocols"] == ["h2"]
+    # The proxy's own certificate and the mesh root, both from the agent's SDS.
+    (cert,) = common["tls_certificate_sds_secret_configs"]
+    assert cert["name"] == "default"
+    combined = common["combined_validation_context"]
+    assert combined["validation_context_sds_secret_config"]["name"] == "ROOTCA"
+    for sds in (cert, combined["validation_context_sds_secret_config"]):
+        grpc_service = sds["sds_config"]["api_config_source"]["grpc_services"][0]
+        assert grpc_service["envoy_grpc"]["cluster_name"] == "sds-grpc"
+    # The control plane must prove it is istiod: its DNS SAN is checked.
+    assert combined["default_validation_context"]["match_typed_subject_alt_names"] == [
+        {"san_type": "DNS", "matcher": {"exact": "istiod.istio-system.svc"}}
+    ]
+    # Keys never appear in a bootstrap: only secret names.
+    text = json.dumps(b)
+    assert "inline_bytes" not in text and "PRIVATE KEY" not in text
+
+
+def test_xds_tls_without_sds_is_refused() -> None:
+    with pytest.raises(BootstrapError, match="xds over TLS needs the SDS socket"):
+        render_bootstrap(opts(xds_tls=True))

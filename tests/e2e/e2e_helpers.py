@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 
 def free_port() -> int:
@@ -24,3 +25,70 @@ def mesh_name(base: str) -> str:
     name = f"{prefix}{worker}-{base}"[:20]
     down(name)
     return name
+
+
+# Runs inside a pod: one HTTP request, the outcome as one JSON line.
+_REQUEST = """
+import http.client, json, sys
+host, port, method, path, body = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
+try:
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    conn.request(method, path, body=body.encode() if body else None)
+    response = conn.getresponse()
+    text = response.read().decode(errors="replace")
+    print(json.dumps({"status": response.status, "body": text}))
+except Exception as e:
+    print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+"""
+
+
+def pod_request(
+    mesh: str, pod: str, host: str, port: int, path: str = "/", method: str = "GET", body: str = ""
+) -> dict[str, object]:
+    """One request from inside ``pod``: ``{"status", "body"}`` or ``{"error"}``."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mizzen",
+            "exec",
+            pod,
+            "--name",
+            mesh,
+            "--",
+            "python3",
+            "-c",
+            _REQUEST,
+            host,
+            str(port),
+            method,
+            path,
+            body,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise AssertionError(f"cannot run a request in {pod}: {done.stderr.strip()}")
+    result: dict[str, object] = json.loads(lines[-1])
+    return result
+
+
+def poll(check: Callable[[], bool], deadline_s: float, what: str) -> float:
+    """Seconds until ``check()`` holds; fails the test at the deadline."""
+    import time
+
+    import pytest
+
+    start = time.monotonic()
+    while time.monotonic() - start < deadline_s:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.2)
+    pytest.fail(f"{what} did not happen within {deadline_s:.0f} s")

@@ -25,6 +25,10 @@ from mizzen.runtime.probes import HttpGetProbe, TcpSocketProbe, check_http, chec
 
 AppProbe = HttpGetProbe | TcpSocketProbe
 APP_HEALTH_PREFIX = "/app-health/"
+# The agent runs as the proxy's uid, whose connections to the pod's own IP
+# the capture rules send to the inbound listener (and so, under STRICT, to
+# a refusal); connections from this address are let through to the app.
+PROBE_SOURCE = "127.0.0.6"
 
 
 def app_health_path(container: str, kind: str) -> str:
@@ -36,9 +40,10 @@ def probers_json(probers: Mapping[str, tuple[AppProbe, float]]) -> str:
     out: dict[str, Any] = {}
     for path, (probe, timeout) in probers.items():
         if isinstance(probe, HttpGetProbe):
-            spec: dict[str, Any] = {
-                "httpGet": {"path": probe.path, "port": probe.port, "scheme": probe.scheme}
-            }
+            http: dict[str, Any] = {"path": probe.path, "port": probe.port, "scheme": probe.scheme}
+            if probe.headers:
+                http["httpHeaders"] = [{"name": k, "value": v} for k, v in probe.headers.items()]
+            spec: dict[str, Any] = {"httpGet": http}
         else:
             spec = {"tcpSocket": {"port": probe.port}}
         spec["timeoutSeconds"] = timeout
@@ -58,21 +63,47 @@ def parse_probers(text: str) -> dict[str, tuple[AppProbe, float]]:
     for path, spec in raw.items():
         if not path.startswith(APP_HEALTH_PREFIX) or not isinstance(spec, dict):
             raise ValueError(f"{path}: expected {APP_HEALTH_PREFIX}<container>/readyz -> probe")
-        timeout = float(spec.get("timeoutSeconds") or 1)
-        out[path] = (_probe(path, spec), timeout)
+        out[path] = (_probe(path, spec), _timeout(path, spec.get("timeoutSeconds")))
     return out
+
+
+def _timeout(path: str, value: Any) -> float:
+    if value is None or (value == 0 and not isinstance(value, bool)):
+        return 1.0  # Kubernetes defaults an unset (0) timeout to 1 s
+    # A bool is an int to Python, not a number of seconds to anyone else.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+        raise ValueError(f"{path}: timeoutSeconds must be a positive number, not {value!r}")
+    return float(value)
+
+
+def _port(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        return None
+    return value
+
+
+def _headers(path: str, raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, list) or not all(
+        isinstance(h, dict) and isinstance(h.get("name"), str) and h["name"] for h in raw
+    ):
+        raise ValueError(f"{path}: httpGet.httpHeaders must be a list of {{name, value}}")
+    return {h["name"]: str(h.get("value", "")) for h in raw}
 
 
 def _probe(path: str, spec: Mapping[str, Any]) -> AppProbe:
     http = spec.get("httpGet")
     tcp = spec.get("tcpSocket")
-    if isinstance(http, dict) and isinstance(http.get("port"), int):
-        return HttpGetProbe(
-            http["port"], str(http.get("path") or "/"), str(http.get("scheme") or "HTTP")
-        )
-    if isinstance(tcp, dict) and isinstance(tcp.get("port"), int):
-        return TcpSocketProbe(tcp["port"])
-    raise ValueError(f"{path}: needs httpGet or tcpSocket with a numeric port")
+    if isinstance(http, dict) and (port := _port(http.get("port"))) is not None:
+        scheme = str(http.get("scheme") or "HTTP").upper()
+        if scheme not in ("HTTP", "HTTPS"):
+            raise ValueError(f"{path}: httpGet.scheme must be HTTP or HTTPS, not {scheme!r}")
+        headers = _headers(path, http.get("httpHeaders"))
+        return HttpGetProbe(port, str(http.get("path") or "/"), scheme, headers)
+    if isinstance(tcp, dict) and (port := _port(tcp.get("port"))) is not None:
+        return TcpSocketProbe(port)
+    raise ValueError(f"{path}: needs httpGet or tcpSocket with a port number (1-65535)")
 
 
 def app_probe_handler(
@@ -86,9 +117,9 @@ def app_probe_handler(
             return None
         probe, timeout = found
         if isinstance(probe, HttpGetProbe):
-            ok = await asyncio.to_thread(check_http, pod_ip, probe, timeout)
+            ok = await asyncio.to_thread(check_http, pod_ip, probe, timeout, PROBE_SOURCE)
         else:
-            ok = await asyncio.to_thread(check_tcp, pod_ip, probe.port, timeout)
+            ok = await asyncio.to_thread(check_tcp, pod_ip, probe.port, timeout, PROBE_SOURCE)
         return (200, "ok\n") if ok else (503, "the application is not healthy\n")
 
     return handle

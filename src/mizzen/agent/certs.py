@@ -16,7 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -94,7 +94,10 @@ class CertificateManager:
         *,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        wait: Callable[[asyncio.Event, float], Awaitable[bool]] | None = None,
     ) -> None:
+        """``clock``, ``jitter`` and ``wait`` (sleep unless stopped; True
+        when stopped) are injectable so tests can drive time."""
         self._client = client
         self._identity = identity
         self._ttl_s = max(1, round(ttl_s))
@@ -102,6 +105,7 @@ class CertificateManager:
         self._trust_bundle = trust_bundle
         self._clock = clock
         self._jitter = jitter
+        self._wait = wait or _wait
         self.current: Issued | None = None
 
     async def refresh(self) -> Issued:
@@ -111,6 +115,13 @@ class CertificateManager:
         csr = make_csr(key, self._identity)
         chain = await self._client.create_certificate(csr, self._ttl_s)
         leaf = x509.load_pem_x509_certificate(chain[0].encode())
+        if leaf.public_key() != key.public_key():
+            # Envoy would refuse the pair and keep serving the old one, while
+            # this agent believed it had renewed.
+            raise CertificateError(
+                f"the certificate the control plane sent (serial "
+                f"{serial_hex(leaf.serial_number)}) is not for the key this agent made"
+            )
         issued = Issued(
             chain_pem=tuple(chain),
             serial=serial_hex(leaf.serial_number),
@@ -147,7 +158,7 @@ class CertificateManager:
                     delay,
                     e,
                 )
-            if await _wait(stop, delay):
+            if await self._wait(stop, delay):
                 return None
             delay = min(RETRY_MAX_S, delay * 2)
         return None
@@ -160,7 +171,7 @@ class CertificateManager:
                     return
                 continue
             due = self.renew_at(self.current) - self._clock()
-            if due > 0 and await _wait(stop, due):
+            if due > 0 and await self._wait(stop, due):
                 return
             if await self.obtain(stop) is None:
                 return

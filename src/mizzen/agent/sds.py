@@ -106,8 +106,17 @@ class SdsServer:
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(_SDS_SERVICE, {"StreamSecrets": handler}),)
         )
-        if server.add_insecure_port(f"unix-abstract:{socket_name}") == 0:
-            raise OSError(f"cannot listen on the abstract socket @{socket_name}")
+        # grpc raises RuntimeError when the bind fails (older versions
+        # returned 0); callers handle OSError, so both become one.
+        try:
+            bound = server.add_insecure_port(f"unix-abstract:{socket_name}")
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise OSError(
+                f"cannot listen on the abstract socket @{socket_name} "
+                "(another agent of this pod already does?)"
+            )
         await server.start()
         self._server = server
 

@@ -29,8 +29,9 @@ SECRET_TTL = "SECRET_TTL"
 PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
 
 _KNOWN = frozenset({"trustDomain", "rootNamespace", "enableAutoMtls", "defaultConfig"})
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
+# Matched with fullmatch: ``$`` would also accept a trailing newline.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]+")
 
 
 class MeshConfigError(ValueError):
@@ -72,12 +73,12 @@ def parse_mesh_config(raw: Any, source: str = "mesh config") -> MeshConfig:
         return MeshConfigError(f"{source}: {path}: {message}")
 
     trust_domain = raw.get("trustDomain", DEFAULT_TRUST_DOMAIN)
-    if not isinstance(trust_domain, str) or not _TRUST_DOMAIN.match(trust_domain):
+    if not isinstance(trust_domain, str) or not _TRUST_DOMAIN.fullmatch(trust_domain):
         raise fail(
             "trustDomain", f"must be a DNS-like name such as cluster.local, not {trust_domain!r}"
         )
     root = raw.get("rootNamespace", DEFAULT_ROOT_NAMESPACE)
-    if not isinstance(root, str) or not _DNS_LABEL.match(root):
+    if not isinstance(root, str) or not _DNS_LABEL.fullmatch(root):
         raise fail("rootNamespace", f"must be a namespace name, not {root!r}")
     auto = raw.get("enableAutoMtls", True)
     if not isinstance(auto, bool):
@@ -93,20 +94,22 @@ def parse_mesh_config(raw: Any, source: str = "mesh config") -> MeshConfig:
 
 
 def _proxy_metadata(raw: Any, path: str, fail: Any) -> dict[str, str]:
+    """``path`` is where the ProxyConfig sits ("" when it is the whole document)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise fail(path, "must be a ProxyConfig mapping")
+    where = f"{path}.proxyMetadata" if path else "proxyMetadata"
     metadata = raw.get("proxyMetadata") or {}
     if not isinstance(metadata, dict):
-        raise fail(f"{path}.proxyMetadata", "must be a map of environment variables")
+        raise fail(where, "must be a map of environment variables")
     out = {}
     for key, value in metadata.items():
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise fail(f"{path}.proxyMetadata.{key}", "must be a string")
+            raise fail(f"{where}.{key}", "must be a string")
         out[str(key)] = str(value)
     if SECRET_TTL in out:
-        secret_ttl_seconds(out[SECRET_TTL], f"{path}.proxyMetadata.{SECRET_TTL}", fail)
+        secret_ttl_seconds(out[SECRET_TTL], f"{where}.{SECRET_TTL}", fail)
     return out
 
 
@@ -139,6 +142,11 @@ def pod_secret_ttl(annotations: Mapping[str, str], mesh: MeshConfig) -> float:
         def fail(path: str, message: str) -> MeshConfigError:
             return MeshConfigError(f"{where}: {path}: {message}")
 
+        if parsed is not None and not isinstance(parsed, dict):
+            raise MeshConfigError(
+                f"{where}: must be a ProxyConfig mapping (proxyMetadata: ...), "
+                f"not {type(parsed).__name__}"
+            )
         own = _proxy_metadata(parsed, "", fail) if parsed is not None else {}
         value = own.get(SECRET_TTL, value)
     if value is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,16 +47,36 @@ class CertInfo:
         }
 
 
+def _san(name: x509.GeneralName) -> str:
+    """One SAN the way ``openssl x509 -text`` prints it."""
+    if isinstance(name, x509.UniformResourceIdentifier):
+        return f"URI:{name.value}"
+    if isinstance(name, x509.DNSName):
+        return f"DNS:{name.value}"
+    if isinstance(name, x509.IPAddress):
+        ip = name.value
+        if isinstance(ip, ipaddress.IPv6Address):
+            # OpenSSL writes all eight groups, upper case, no zero compression.
+            groups = ip.packed
+            text = ":".join(
+                f"{int.from_bytes(groups[i : i + 2], 'big'):X}" for i in range(0, 16, 2)
+            )
+            return f"IP Address:{text}"
+        return f"IP Address:{ip}"
+    if isinstance(name, x509.RFC822Name):
+        return f"email:{name.value}"
+    if isinstance(name, x509.DirectoryName):
+        return f"DirName:{name.value.rfc4514_string()}"
+    return f"{type(name).__name__}:{getattr(name, 'value', '')}"
+
+
 def _sans(cert: x509.Certificate) -> tuple[str, ...]:
+    """The SANs in certificate order, as openssl prints them."""
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return ()
-    return tuple(
-        [f"URI:{u}" for u in ext.get_values_for_type(x509.UniformResourceIdentifier)]
-        + [f"DNS:{d}" for d in ext.get_values_for_type(x509.DNSName)]
-        + [f"IP:{ip}" for ip in ext.get_values_for_type(x509.IPAddress)]
-    )
+    return tuple(_san(name) for name in ext)
 
 
 def _inline(source: Mapping[str, Any] | None) -> bytes:
@@ -72,7 +93,11 @@ def _inline(source: Mapping[str, Any] | None) -> bytes:
 def _certs(secret: str, kind: str, pem: bytes) -> Iterator[CertInfo]:
     if b"-----BEGIN CERTIFICATE-----" not in pem:
         return
-    for cert in x509.load_pem_x509_certificates(pem):
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        return  # not readable as certificates: nothing to describe
+    for cert in certs:
         yield CertInfo(
             secret=secret,
             kind=kind,

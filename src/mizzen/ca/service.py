@@ -23,9 +23,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+from cryptography import x509
 
 from mizzen.ca import wire
-from mizzen.ca.authority import CertificateAuthority, IssuedCert
+from mizzen.ca.authority import MAX_WORKLOAD_CERT_TTL, CertificateAuthority, IssuedCert
 from mizzen.ca.errors import CaError, CsrRejected
 from mizzen.ca.identity import spiffe_id
 from mizzen.ca.tokens import PodClaims, TokenError, TokenSigner
@@ -103,8 +104,20 @@ class CertificateService:
             csr, seconds = wire.decode_request(request)
         except wire.WireError as e:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {e}") from None
+        if not csr.strip():
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "malformed request: no CSR")
+        try:
+            x509.load_pem_x509_csr(csr.encode())
+        except ValueError:
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "malformed request: the csr field is not a PEM certificate request",
+            ) from None
         identity = spiffe_id(claims.namespace, claims.service_account, self._trust_domain)
-        ttl = timedelta(seconds=seconds) if seconds > 0 else DEFAULT_TTL
+        # The CA caps lifetimes anyway; capping first keeps a huge request
+        # (int64 seconds overflow timedelta) from crashing the handler.
+        max_s = int(MAX_WORKLOAD_CERT_TTL.total_seconds())
+        ttl = timedelta(seconds=min(seconds, max_s)) if seconds > 0 else DEFAULT_TTL
         try:
             issued = self._ca.sign_csr(csr.encode(), identity, ttl, self._clock())
         except CsrRejected as e:

@@ -109,6 +109,9 @@ def decode_request(data: bytes) -> tuple[str, int]:
             csr = _text(value, "csr")
         elif number == 3 and wire_type == _VARINT:
             assert isinstance(value, int)
+            # A ten-byte varint can carry more than 64 bits: keep the low
+            # 64, as protobuf does, then read them as two's complement.
+            value &= (1 << 64) - 1
             validity = value - (1 << 64) if value >= 1 << 63 else value
     return csr, validity
 

@@ -20,7 +20,9 @@ NAME_HELP = "Which mesh (several can run at once)."
 
 
 def _console() -> Console:
-    return Console(stderr=False, highlight=False)
+    # Piped (a script, a log) rich would squeeze tables to 80 columns and
+    # cut ids and serials: print them whole.
+    return Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 250)
 
 
 def _fail(message: str) -> NoReturn:

@@ -31,25 +31,32 @@ class TcpSocketProbe:
 Probe = HttpGetProbe | TcpSocketProbe
 
 
-def check_tcp(ip: str, port: int, timeout: float = 1.0) -> bool:
+def check_tcp(ip: str, port: int, timeout: float = 1.0, source: str | None = None) -> bool:
+    """``source``: the local address to connect from (port chosen by the kernel)."""
+    bind = (source, 0) if source else None
     try:
-        with socket.create_connection((ip, port), timeout=timeout):
+        with socket.create_connection((ip, port), timeout=timeout, source_address=bind):
             return True
     except OSError:
         return False
 
 
-def check_http(ip: str, probe: HttpGetProbe, timeout: float = 1.0) -> bool:
+def check_http(
+    ip: str, probe: HttpGetProbe, timeout: float = 1.0, source: str | None = None
+) -> bool:
     """2xx and 3xx mean ready (redirects are not followed, as in kubelet)."""
+    bind = (source, 0) if source else None
     conn: http.client.HTTPConnection
     if probe.scheme.upper() == "HTTPS":
         # kubelet does not verify the certificate of an HTTPS probe.
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(ip, probe.port, timeout=timeout, context=ctx)
+        conn = http.client.HTTPSConnection(
+            ip, probe.port, timeout=timeout, context=ctx, source_address=bind
+        )
     else:
-        conn = http.client.HTTPConnection(ip, probe.port, timeout=timeout)
+        conn = http.client.HTTPConnection(ip, probe.port, timeout=timeout, source_address=bind)
     try:
         path = probe.path if probe.path.startswith("/") else f"/{probe.path}"
         conn.request("GET", path, headers={"User-Agent": "mizzen-probe", **probe.headers})

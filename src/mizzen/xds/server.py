@@ -75,11 +75,33 @@ def peer_of(context: Any) -> Peer:
     return Peer(address, True, xfcc_uri(str(metadata.get(XFCC_HEADER, ""))))
 
 
+def _split_unquoted(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside double quotes (XFCC quotes values that hold
+    ``,``, ``;`` or ``=``; a backslash escapes a quote inside them)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == sep and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
 def xfcc_uri(header: str) -> str:
     """The ``URI=`` of the last element of an X-Forwarded-Client-Cert header
     (the front sets exactly one: the client it verified)."""
-    last = header.rsplit(",", 1)[-1]
-    for part in last.split(";"):
+    last = _split_unquoted(header, ",")[-1]
+    for part in _split_unquoted(last, ";"):
         key, _, value = part.strip().partition("=")
         if key.lower() == "uri":
             return value.strip('"')
