@@ -43,7 +43,7 @@ def test_router_has_no_inbound_clusters() -> None:
 def test_outbound_cluster_is_eds_over_ads() -> None:
     cluster = clusters(bookinfo(destination_rules=[REVIEWS_SUBSETS]))[f"outbound|9080|v1|{REVIEWS}"]
     matches = cluster.pop("transportSocketMatches")  # auto mTLS: see test_mtls
-    assert [m["name"] for m in matches] == ["tlsMode-istio", "tlsMode-disabled"]
+    assert [m["name"] for m in matches] == ["tlsMode-istio"]
     assert cluster == {
         "name": f"outbound|9080|v1|{REVIEWS}",
         "type": "EDS",

@@ -193,9 +193,9 @@ def _upstream_tls(snapshot: MeshSnapshot, spec: OutboundCluster, cluster: Any) -
     istio.transport_socket.CopyFrom(
         tls.istio_upstream(tls.sni(port, hostname, spec.subset), sans, http2=http2)
     )
-    plain = cluster.transport_socket_matches.add(name="tlsMode-disabled")
-    plain.match.SetInParent()
-    plain.transport_socket.CopyFrom(tls.raw_buffer())
+    # Endpoints without the label use the cluster's own transport socket,
+    # plaintext. (Istio spells this out as a "tlsMode-disabled" match with
+    # an empty selector; leaving it out saves a fifth of every cluster.)
 
 
 def _auto_mtls(snapshot: MeshSnapshot, spec: OutboundCluster) -> bool:

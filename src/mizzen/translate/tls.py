@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
-from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
@@ -31,7 +30,6 @@ ROOT_SECRET = "ROOTCA"
 _DNS = common_pb2.SubjectAltNameMatcher.DNS
 
 TLS_SOCKET = "envoy.transport_sockets.tls"
-RAW_SOCKET = "envoy.transport_sockets.raw_buffer"
 
 # What a client sidecar offers, and what a server's mTLS chain accepts (the
 # whole family Istio proxies use, so that any Istio-style client matches).
@@ -122,7 +120,3 @@ def istio_downstream(alpn: Sequence[str] = ()) -> Any:
     context = tls_pb2.DownstreamTlsContext(common_tls_context=_common(alpn))
     context.require_client_certificate.value = True
     return transport_socket(TLS_SOCKET, context)
-
-
-def raw_buffer() -> Any:
-    return transport_socket(RAW_SOCKET, raw_buffer_pb2.RawBuffer())
