@@ -237,11 +237,17 @@ def test_obtain_with_stop_already_set_does_nothing(ca: CertificateAuthority) -> 
     assert client.calls == []
 
 
-def test_other_errors_are_not_swallowed(ca: CertificateAuthority) -> None:
+def test_unforeseen_errors_are_logged_and_retried(
+    ca: CertificateAuthority, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug must not end renewals silently (the certificate would expire
+    under a running Envoy): it is logged with its traceback, and retried."""
     m, client, *_ = manager(ca)
     client.failures = [KeyError("a bug")]
-    with pytest.raises(KeyError):
-        asyncio.run(m.obtain(asyncio.Event()))
+    issued = asyncio.run(m.obtain(asyncio.Event()))
+    assert issued is not None and len(client.calls) == 2
+    assert "unexpected error renewing the certificate" in caplog.text
+    assert "KeyError: 'a bug'" in caplog.text
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -350,6 +356,8 @@ class CaServer:
                 PodRecord("uid-1", "reviews") if (ns, pod) == ("shop", "reviews-v1-0") else None
             ),
             TD,
+            # This server terminates TLS itself (no front): every call is secure.
+            secure_transport=lambda peer: True,
         )
         self.server = grpc.aio.server()
         self.server.add_generic_rpc_handlers((service.handler(),))

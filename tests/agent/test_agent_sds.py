@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import ssl
+import stat
 import subprocess
 import time
 import uuid
@@ -345,7 +346,7 @@ def test_socket_in_use_is_an_error(ca: CertificateAuthority) -> None:
     async def main() -> None:
         async with running(SecretStore()) as (name, _):
             other = SdsServer(SecretStore())
-            with pytest.raises(OSError, match=f"@{name}"):
+            with pytest.raises(OSError, match=f"SDS socket {name}"):
                 await other.start(name)
             await other.stop()
 
@@ -542,3 +543,30 @@ def test_real_envoy_serves_the_sds_certificate_and_its_rotation(
     body = [ln for ln in first.key_pem.decode().splitlines() if "-----" not in ln]
     text = log.read_text(errors="replace")
     assert not any(line in text for line in body)
+
+
+def test_a_file_socket_is_for_the_proxy_user_only(ca: CertificateAuthority, tmp_path: Path) -> None:
+    """The gateway's agent lives in the host's network namespace, where an
+    abstract socket would be open to every local user: it gets a 0600 file."""
+    mine = workload(ca)
+    path = tmp_path / "sds.sock"
+    path.write_text("left over by an earlier agent")
+
+    async def main() -> None:
+        store = SecretStore()
+        store.set(mine.key_pem, mine.issued.chain_pem, ca.root_pem)
+        server = SdsServer(store)
+        await server.start(str(path))
+        try:
+            assert stat.S_ISSOCK(path.stat().st_mode)
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            async with grpc.aio.insecure_channel(f"unix:{path}") as channel:
+                client = Client(channel)
+                client.send(request(["default"]))
+                (secret,) = secrets_of(await client.read()).values()
+                assert secret.tls_certificate.private_key.inline_bytes == mine.key_pem
+                client.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(main())

@@ -271,7 +271,10 @@ async def _call(
 ) -> bytes:
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((svc.handler(),))
-    assert server.add_insecure_port(address)
+    port = server.add_insecure_port(address)
+    assert port
+    if address.endswith(":0"):  # TCP on an ephemeral port
+        address = f"{address.rpartition(':')[0]}:{port}"
     await server.start()
     try:
         async with grpc.aio.insecure_channel(address) as channel:
@@ -389,3 +392,19 @@ def test_served_refusal_is_logged_without_secrets(
     ]
     assert not any(line in logged for line in key_lines)
     assert "PRIVATE KEY" not in logged
+
+
+def test_a_call_that_did_not_come_through_tls_is_refused(
+    self_signed: CertificateAuthority,
+    workload_key: ec.EllipticCurvePrivateKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On a TCP port without TLS (the plaintext debug port) a credential
+    would travel in clear: the service refuses before reading it."""
+    caplog.set_level(logging.INFO, logger="mizzen.ca")
+    svc = service(self_signed)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        asyncio.run(_call("127.0.0.1:0", svc, request(workload_key), _bearer(token())))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "only issued on the secure port" in str(refused.value.details())
+    assert "refused a certificate request" in caplog.text

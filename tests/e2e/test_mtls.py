@@ -316,6 +316,11 @@ def test_the_secure_port_refuses_what_it_must(mesh: Any) -> None:
     ):
         assert path.stat().st_mode & 0o777 == 0o600, path
     assert (mesh.dir / "ca").stat().st_mode & 0o777 == 0o700
+    # The sockets that hand out keys or are believed about identities.
+    gateway_sds = mesh.dir / "proxies" / "istio-system.istio-ingressgateway-0" / "sds.sock"
+    assert gateway_sds.is_socket() and gateway_sds.stat().st_mode & 0o777 == 0o600
+    assert (mesh.dir / "controlplane" / "xds.sock").is_socket()
+    assert (mesh.dir / "controlplane").stat().st_mode & 0o777 == 0o700
     assert (mesh.dir / "secrets" / f"{NS}.client-0").stat().st_mode & 0o777 == 0o700
     secrets = [
         key,

@@ -49,6 +49,7 @@ class Files:
     key: Path
     bundle: Path
     backend: Path
+    admin: Path
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def files(mesh_ca: CertificateAuthority) -> Iterator[Files]:
         key.chmod(0o600)
         bundle = directory / "trust-bundle.pem"
         bundle.write_text(mesh_ca.root_pem)
-        yield Files(directory, chain, key, bundle, directory / "xds.sock")
+        yield Files(directory, chain, key, bundle, directory / "xds.sock", directory / "admin.sock")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -103,7 +104,9 @@ def envoy_binary() -> Path:
 
 
 def test_bootstrap_shape(files: Files) -> None:
-    b = front_bootstrap("198.18.0.1", files.chain, files.key, files.bundle, files.backend)
+    b = front_bootstrap(
+        "198.18.0.1", files.chain, files.key, files.bundle, files.backend, files.admin
+    )
     (listener,) = b["static_resources"]["listeners"]
     assert listener["address"]["socket_address"] == {
         "address": "198.18.0.1",
@@ -133,14 +136,16 @@ def test_bootstrap_shape(files: Files) -> None:
     assert endpoint["address"] == {"pipe": {"path": str(files.backend)}}
     # No key material in the config: files only.
     assert "PRIVATE KEY" not in json.dumps(b)
-    assert b["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    assert b["admin"]["address"] == {"pipe": {"path": str(files.admin), "mode": 0o600}}
 
 
 def test_envoy_validates_the_bootstrap(files: Files) -> None:
     config = files.directory / "tls-front.json"
     config.write_text(
         json.dumps(
-            front_bootstrap("127.0.0.1", files.chain, files.key, files.bundle, files.backend)
+            front_bootstrap(
+                "127.0.0.1", files.chain, files.key, files.bundle, files.backend, files.admin
+            )
         )
     )
     result = subprocess.run(
@@ -215,7 +220,15 @@ async def front(files: Files) -> AsyncIterator[int]:
     config = files.directory / "tls-front.json"
     config.write_text(
         json.dumps(
-            front_bootstrap("127.0.0.1", files.chain, files.key, files.bundle, files.backend, port)
+            front_bootstrap(
+                "127.0.0.1",
+                files.chain,
+                files.key,
+                files.bundle,
+                files.backend,
+                files.admin,
+                port,
+            )
         )
     )
     log = files.directory / "tls-front.log"

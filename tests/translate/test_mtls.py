@@ -110,22 +110,13 @@ def chains(listener: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in listener["filterChains"]}
 
 
-def test_strict_takes_only_istio_mtls() -> None:
+def test_strict_takes_only_mtls() -> None:
     snap = bookinfo(peer_authentications=[pa("default", mode="STRICT")])
     found = chains(inbound(snap))
     assert [n for n in found if "9080" in n] == ["inbound|9080||"]
     chain = found["inbound|9080||"]
-    assert chain["filterChainMatch"] == {
-        "destinationPort": 9080,
-        "transportProtocol": "tls",
-        "applicationProtocols": [
-            "istio",
-            "istio-peer-exchange",
-            "istio-http/1.0",
-            "istio-http/1.1",
-            "istio-h2",
-        ],
-    }
+    # Any TLS, as Istio: the client certificate decides, not the ALPN.
+    assert chain["filterChainMatch"] == {"destinationPort": 9080, "transportProtocol": "tls"}
     socket = chain["transportSocket"]
     assert socket["name"] == "envoy.transport_sockets.tls"
     context = socket["typedConfig"]
@@ -148,6 +139,7 @@ def test_strict_takes_only_istio_mtls() -> None:
     assert manager["forwardClientCertDetails"] == "APPEND_FORWARD"
     assert manager["setCurrentClientCertDetails"] == {"subject": True, "dns": True, "uri": True}
     assert list(found)[-1] == "virtualInbound-catchall-mtls"
+    assert found["virtualInbound-catchall-mtls"]["filterChainMatch"] == {"transportProtocol": "tls"}
 
 
 def test_permissive_tells_mtls_plaintext_and_foreign_tls_apart() -> None:
@@ -157,6 +149,17 @@ def test_permissive_tells_mtls_plaintext_and_foreign_tls_apart() -> None:
         "inbound|9080||-plaintext",
         "inbound|9080||-tls",
     ]
+    assert found["inbound|9080||"]["filterChainMatch"] == {
+        "destinationPort": 9080,
+        "transportProtocol": "tls",
+        "applicationProtocols": [
+            "istio",
+            "istio-peer-exchange",
+            "istio-http/1.0",
+            "istio-http/1.1",
+            "istio-h2",
+        ],
+    }
     assert found["inbound|9080||-plaintext"]["filterChainMatch"] == {"destinationPort": 9080}
     assert "transportSocket" not in found["inbound|9080||-plaintext"]
     plain = found["inbound|9080||-plaintext"]["filters"][0]["typedConfig"]
@@ -351,3 +354,21 @@ def test_several_plaintext_ports_are_ored() -> None:
             ]
         }
     }
+
+
+def test_a_port_level_mode_applies_to_a_port_nothing_declares() -> None:
+    snap = bookinfo(
+        peer_authentications=[
+            pa("default", mode="STRICT"),
+            pa("pp", selector={"app": "productpage"}, ports={7777: "DISABLE"}),
+        ]
+    )
+    listener = inbound(snap)  # the pod declares 9080 only
+    found = chains(listener)
+    assert found["virtualInbound-catchall-tcp-7777"]["filterChainMatch"] == {
+        "destinationPort": 7777
+    }
+    assert "virtualInbound-catchall-mtls-7777" not in found
+    assert "virtualInbound-catchall-tcp" not in found  # the rest stays STRICT
+    inspector = listener["listenerFilters"][1]
+    assert inspector["filterDisabled"] == {"destinationPortRange": {"start": 7777, "end": 7778}}

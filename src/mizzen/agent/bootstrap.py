@@ -86,8 +86,9 @@ class BootstrapOptions:
     max_downstream_connections: int | None = 2147483647
     # (host, port) of the only DNS server Envoy may ask; None: resolv.conf.
     dns_resolver: tuple[str, int] | None = None
-    # Abstract socket name (no leading "@") of the agent's SDS server: the
-    # workload certificate and trust bundle. None: no mesh mTLS at all.
+    # The agent's SDS server (the workload certificate and trust bundle): an
+    # abstract socket name (no leading "@"), or a file path starting with
+    # "/". None: no mesh mTLS at all.
     sds_socket: str | None = None
     # ADS over mutual TLS with the workload certificate (needs sds_socket);
     # the server must present CONTROL_PLANE_NAME.
@@ -338,6 +339,11 @@ def _xds_transport_socket() -> dict[str, Any]:
     }
 
 
+def _pipe(socket_name: str) -> str:
+    # A file path as is; otherwise an abstract socket, which Envoy spells "@name".
+    return socket_name if socket_name.startswith("/") else f"@{socket_name}"
+
+
 def _sds_cluster(socket_name: str) -> dict[str, Any]:
     return {
         "name": tls.SDS_CLUSTER,
@@ -346,7 +352,11 @@ def _sds_cluster(socket_name: str) -> dict[str, Any]:
         "load_assignment": {
             "cluster_name": tls.SDS_CLUSTER,
             "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": f"@{socket_name}"}}}}]}
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"pipe": {"path": _pipe(socket_name)}}}}
+                    ]
+                }
             ],
         },
         "typed_extension_protocol_options": {

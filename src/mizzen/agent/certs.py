@@ -158,6 +158,14 @@ class CertificateManager:
                     delay,
                     e,
                 )
+            except Exception:
+                # Anything unforeseen must not end renewals silently: the
+                # certificate would expire under a running Envoy.
+                log.exception(
+                    "unexpected error renewing the certificate of %s (retry in %.0f s)",
+                    self._identity,
+                    delay,
+                )
             if await self._wait(stop, delay):
                 return None
             delay = min(RETRY_MAX_S, delay * 2)

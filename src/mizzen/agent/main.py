@@ -63,6 +63,7 @@ from mizzen.agent.health import (
     fixed_admin,
 )
 from mizzen.agent.sds import SdsServer, SecretStore
+from mizzen.api.meshconfig import DEFAULT_SECRET_TTL_S, DEFAULT_TRUST_DOMAIN
 from mizzen.ca.identity import spiffe_id
 
 log = logging.getLogger("mizzen.agent")
@@ -115,8 +116,8 @@ class IdentityConfig:
     trust_bundle_file: Path
     token_file: Path
     sds_socket: str  # abstract socket name, no leading "@"
-    trust_domain: str = "cluster.local"
-    ttl_s: float = 24 * 3600.0
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    ttl_s: float = DEFAULT_SECRET_TTL_S
 
 
 @dataclass(frozen=True)
@@ -344,11 +345,23 @@ async def _start_extras(
     stop: asyncio.Event,
     extras: _Extras,
 ) -> bool:
-    """SDS with a first certificate, then the app probe server; False when
+    """The app probe server, then SDS with a first certificate; False when
     stopped before the certificate came. Raises OSError for a port or
-    socket that cannot be bound."""
+    socket that cannot be bound.
+
+    The probe server comes first: the runtime probes liveness through it,
+    and a slow certificate must not get the app's containers restarted."""
     identity = config.identity
     opts = config.bootstrap
+    if config.app_probers:
+        extras.status = HealthServer(monitor, app_probe_handler(config.app_probers, opts.ips[0]))
+        try:
+            await extras.status.start(config.health_address, config.status_port)
+        except OSError as e:
+            raise OSError(
+                f"cannot listen for app probes on {config.health_address}:"
+                f"{config.status_port}: {e.strerror}"
+            ) from None
     if identity is not None:
         store = SecretStore()
         extras.sds = SdsServer(store)
@@ -363,15 +376,6 @@ async def _start_extras(
         if await manager.obtain(stop) is None:
             return False
         extras.rotation = asyncio.create_task(manager.run(stop))
-    if config.app_probers:
-        extras.status = HealthServer(monitor, app_probe_handler(config.app_probers, opts.ips[0]))
-        try:
-            await extras.status.start(config.health_address, config.status_port)
-        except OSError as e:
-            raise OSError(
-                f"cannot listen for app probes on {config.health_address}:"
-                f"{config.status_port}: {e.strerror}"
-            ) from None
     return True
 
 

@@ -7,7 +7,10 @@ process's memory and in Envoy's; it is never written to a file.
 
 Why an *abstract* socket: its name lives in the pod's network namespace, so
 only processes of this pod can connect, although every pod's agent and
-Envoy share uid 1337 and the host's file system.
+Envoy share uid 1337 and the host's file system. An agent in the host's
+network namespace (the ingress gateway) would share that namespace with
+every local user, so it is given a file path instead (a name starting with
+``/``): a socket of mode 0600 owned by the proxy's uid.
 
 Each gRPC stream is driven by the same sans-IO ``Stream`` state machine
 the control plane uses for ADS; ``SecretStore.set`` (a rotation) wakes
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,13 +31,19 @@ from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
+from mizzen.translate.tls import CERT_SECRET, ROOT_SECRET
 from mizzen.xds.protocol import TYPE_SECRET, ProtocolError, Request, Stream
 
 log = logging.getLogger("mizzen.agent.sds")
 
-CERT_SECRET = "default"
-ROOT_SECRET = "ROOTCA"
 _SDS_SERVICE = "envoy.service.secret.v3.SecretDiscoveryService"
+
+
+def grpc_address(socket_name: str) -> str:
+    """``/path`` is a file socket, anything else an abstract socket name."""
+    if socket_name.startswith("/"):
+        return f"unix:{socket_name}"
+    return f"unix-abstract:{socket_name}"
 
 
 def sds_socket_name(mesh: str, namespace: str, pod: str) -> str:
@@ -108,16 +118,21 @@ class SdsServer:
         )
         # grpc raises RuntimeError when the bind fails (older versions
         # returned 0); callers handle OSError, so both become one.
+        path = Path(socket_name) if socket_name.startswith("/") else None
+        if path is not None:
+            path.unlink(missing_ok=True)  # a previous agent's
         try:
-            bound = server.add_insecure_port(f"unix-abstract:{socket_name}")
+            bound = server.add_insecure_port(grpc_address(socket_name))
         except RuntimeError:
             bound = 0
         if bound == 0:
             raise OSError(
-                f"cannot listen on the abstract socket @{socket_name} "
+                f"cannot listen on the SDS socket {socket_name} "
                 "(another agent of this pod already does?)"
             )
         await server.start()
+        if path is not None:
+            path.chmod(0o600)  # before Envoy starts: nobody else connects
         self._server = server
 
     async def stop(self) -> None:

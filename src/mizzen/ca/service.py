@@ -26,13 +26,18 @@ import grpc
 from cryptography import x509
 
 from mizzen.ca import wire
-from mizzen.ca.authority import MAX_WORKLOAD_CERT_TTL, CertificateAuthority, IssuedCert
+from mizzen.ca.authority import (
+    DEFAULT_WORKLOAD_CERT_TTL,
+    MAX_WORKLOAD_CERT_TTL,
+    CertificateAuthority,
+    IssuedCert,
+)
 from mizzen.ca.errors import CaError, CsrRejected
 from mizzen.ca.identity import spiffe_id
 from mizzen.ca.tokens import PodClaims, TokenError, TokenSigner
 
 # What istiod issues when the client does not say (the agent always does).
-DEFAULT_TTL = timedelta(hours=24)
+DEFAULT_TTL = DEFAULT_WORKLOAD_CERT_TTL
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class CertificateService:
         on_issued: OnIssued | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         logger: logging.Logger | None = None,
+        secure_transport: Callable[[str], bool] = lambda peer: peer.startswith("unix:"),
     ) -> None:
         self._ca = ca
         self._tokens = tokens
@@ -74,6 +80,9 @@ class CertificateService:
         self._on_issued = on_issued
         self._clock = clock
         self._log = logger or logging.getLogger("mizzen.ca")
+        # Whether a call came over TLS, from gRPC's peer string: in the mesh,
+        # only calls through the TLS front arrive on the Unix socket.
+        self._secure = secure_transport
 
     def handler(self) -> grpc.GenericRpcHandler:
         method = grpc.unary_unary_rpc_method_handler(
@@ -130,11 +139,20 @@ class CertificateService:
         metadata = dict(context.invocation_metadata() or ())
         auth = str(metadata.get("authorization", ""))
         scheme, _, token = auth.partition(" ")
-        # Through the TLS front the transport peer is a Unix socket; the
-        # front appends the real client address to X-Forwarded-For.
-        forwarded = str(metadata.get("x-forwarded-for", ""))
-        peer = forwarded.rsplit(",", 1)[-1].strip() or context.peer()
+        # Through the TLS front the transport peer is the Unix socket only
+        # the front reaches; it appends the real client address to
+        # X-Forwarded-For. Anywhere else (the plaintext debug port) the
+        # service does not answer: a credential must never travel in clear.
+        transport = str(context.peer() or "")
+        secure = self._secure(transport)
+        forwarded = str(metadata.get("x-forwarded-for", "")) if secure else ""
+        peer = forwarded.rsplit(",", 1)[-1].strip() or transport
         try:
+            if not secure:
+                raise Refused(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "certificates are only issued on the secure port (15012, TLS)",
+                )
             if scheme.lower() != "bearer" or not token:
                 raise Refused(
                     grpc.StatusCode.UNAUTHENTICATED,

@@ -180,7 +180,8 @@ def _convert(
 @click.option(
     "--sds-socket",
     default=None,
-    help="Abstract socket name of the SDS server [default: mizzen/<mesh>/<namespace>.<pod>/sds].",
+    help="SDS server socket: an abstract socket name, or a file path starting with / "
+    "(needed in the host's network namespace) [default: mizzen/<mesh>/<namespace>.<pod>/sds].",
 )
 @click.option(
     "--app-probes",

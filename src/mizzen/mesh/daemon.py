@@ -124,6 +124,7 @@ class MeshDaemon:
         self._base_path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         self._mesh: LocalMesh | None = None
         self._vips: VipAllocator | None = None
+        self._front: ProcRef | None = None  # the TLS front Envoy on 15012
 
     @property
     def mesh(self) -> LocalMesh:
@@ -144,7 +145,7 @@ class MeshDaemon:
             self._vips = VipAllocator(self.mesh.state.service_cidr)
             host_ip = self.mesh.state.host_ip
             try:
-                cert_chain, key = await asyncio.to_thread(self.identity.prepare, host_ip)
+                await asyncio.to_thread(self.identity.prepare, host_ip)
             except CaError as e:
                 log.error("cannot start the certificate authority: %s", e)
                 return 1
@@ -157,7 +158,7 @@ class MeshDaemon:
             self.mesh.set_info("xds", f"{host_ip}:{tlsfront.SECURE_PORT}")
             server = await control.serve(self.layout.control_socket, self._handle)
             try:
-                await asyncio.to_thread(self._start_tls_front, cert_chain, key)
+                await asyncio.to_thread(self._start_tls_front)
                 await asyncio.to_thread(self._start_gateway)
                 if paths:
                     await self._apply_paths(paths)
@@ -204,7 +205,11 @@ class MeshDaemon:
             "name": self.layout.name,
             "ingress": f"http://127.0.0.1:{self.ingress_port}",
             "version": self.xds.version,
-            "ready": all(p.ready for p in self.pods.values()) and synced and not self._stale,
+            "ready": all(p.ready for p in self.pods.values())
+            and synced
+            and not self._stale
+            and self._front is not None
+            and processes.alive(self._front),
             "pods": pods,
             "services": self._service_rows(),
             "proxies": proxies,
@@ -515,14 +520,12 @@ class MeshDaemon:
             pod_ports_json(plan),
         ]
 
-    def _start_tls_front(self, cert_chain: Path, key: Path, timeout: float = 15.0) -> None:
+    def _start_tls_front(self, timeout: float = 15.0) -> None:
         """Envoy on <bridge IP>:15012, in front of the control plane's socket."""
         config = tlsfront.front_bootstrap(
             self.mesh.state.host_ip,
-            cert_chain,
-            key,
-            self.identity.trust_bundle,
-            self.identity.backend_socket,
+            *self.identity.serving_files,
+            self.identity.control_plane_dir / "admin.sock",
         )
         directory = self.identity.control_plane_dir
         bootstrap = directory / "tls-front.json"
@@ -534,9 +537,14 @@ class MeshDaemon:
             concurrency=1,
             log_level="warning",
         )
-        self.mesh.spawn_host(command.argv(), role="control-plane.tls-front")
+        front = self._front = self.mesh.spawn_host(command.argv(), role="control-plane.tls-front")
         host = self.mesh.state.host_ip
-        if not probes.wait_until(lambda: probes.tcp_ok(host, tlsfront.SECURE_PORT), timeout):
+
+        def listening() -> bool:
+            # Our process, alive, and the port open (not someone else's).
+            return processes.alive(front) and probes.tcp_ok(host, tlsfront.SECURE_PORT)
+
+        if not probes.wait_until(listening, timeout):
             raise RuntimeError(
                 f"the control plane's TLS front did not listen on {host}:"
                 f"{tlsfront.SECURE_PORT} within {timeout:.0f} s; see "
@@ -558,6 +566,10 @@ class MeshDaemon:
             json.dumps(annotations),
             "--service-account",
             GATEWAY_SERVICE_ACCOUNT,
+            # The host's network namespace is shared with every local user:
+            # an abstract socket there would hand the gateway's key to anyone.
+            "--sds-socket",
+            str(self.layout.proxy_dir(GATEWAY_NAMESPACE, GATEWAY_POD) / "sds.sock"),
             "--admin-port",
             "0",
             "--health-address",
@@ -574,11 +586,23 @@ class MeshDaemon:
             argv, role=f"{GATEWAY_NAMESPACE}.{GATEWAY_POD}.proxy", env=self._agent_env()
         )
 
+    async def _supervise_front(self) -> None:
+        """Start the TLS front again if it died: without it no proxy gets
+        config or certificates (they keep what they have meanwhile)."""
+        if self._front is None or processes.alive(self._front):
+            return
+        log.warning("the control plane's TLS front (15012) exited: starting it again")
+        try:
+            await asyncio.to_thread(self._start_tls_front)
+        except Exception as exc:
+            log.error("restarting the TLS front failed (retrying): %s", exc)
+
     async def _watch_pods(self) -> None:
         """Readiness as the kubelet sees it, probed from the host side, and
         container restarts. Never dies: a failing check is logged and retried."""
         while True:
             flipped = False
+            await self._supervise_front()
             for key, pod in list(self.pods.items()):
                 try:
                     async with self._lock:  # not while reconcile replaces pods

@@ -6,8 +6,9 @@ Files under the mesh's run directory (root-owned):
     ca/                 the self-signed CA (ca-key.pem 0600), unless plug-in
     ca/token-key        HMAC key of the pod credentials (0600)
     trust-bundle.pem    the mesh's roots (0644): what agents trust
-    controlplane/       the 15012 serving certificate (key 0600) and the
-                        TLS front's bootstrap
+    controlplane/       (0700) the 15012 serving certificate (key 0600),
+                        the TLS front's bootstrap and admin socket, and the
+                        control plane's gRPC socket behind the front
     secrets/<ns>.<pod>/istio-token
                         each pod's credential (0600, dir 0700); the agent
                         reads it as root before it drops to uid 1337
@@ -41,7 +42,9 @@ from mizzen.xds.server import Peer
 log = logging.getLogger("mizzen.mesh.identity")
 
 CONTROL_PLANE_NAMES = ("istiod.istio-system.svc", "istiod.istio-system.svc.cluster.local")
-CONTROL_PLANE_CERT_TTL = timedelta(days=365)
+# Capped like every certificate of the CA (90 days); made anew at every
+# start of the daemon, not renewed while it runs.
+CONTROL_PLANE_CERT_TTL = timedelta(days=90)
 TOKEN_FILE = "istio-token"
 
 
@@ -78,17 +81,31 @@ class MeshIdentity:
 
     @property
     def backend_socket(self) -> Path:
-        return self.layout.dir / "xds.sock"
+        # In the 0700 directory: whoever reaches this socket is believed
+        # about the client certificate (X-Forwarded-Client-Cert).
+        return self.control_plane_dir / "xds.sock"
 
     def token_path(self, namespace: str, pod: str) -> Path:
         return self.layout.dir / "secrets" / f"{namespace}.{pod}" / TOKEN_FILE
 
     # -- start ---------------------------------------------------------------
 
-    def prepare(self, host_ip: str) -> tuple[Path, Path]:
+    @property
+    def serving_files(self) -> tuple[Path, Path, Path, Path]:
+        """What the TLS front serves with: chain, key, trust bundle, and the
+        control plane's socket behind it."""
+        directory = self.control_plane_dir
+        return (
+            directory / "cert-chain.pem",
+            directory / "key.pem",
+            self.trust_bundle,
+            self.backend_socket,
+        )
+
+    def prepare(self, host_ip: str) -> None:
         """Load or make the CA and the credential key, publish the trust
-        bundle, issue the control plane's certificate; returns the paths of
-        that certificate's chain and key. Raises CaError."""
+        bundle, issue the control plane's certificate (``serving_files``).
+        Raises CaError."""
         now = datetime.now(UTC)
         self._ca = ca = load_or_create(self.ca_dir, self.mesh.trust_domain, now, self.plugin_dir)
         self._tokens = TokenSigner(load_or_create_key(self.ca_dir / "token-key"))
@@ -97,7 +114,7 @@ class MeshIdentity:
             CONTROL_PLANE_NAMES, [host_ip], CONTROL_PLANE_CERT_TTL, now
         )
         ensure_private_dir(self.control_plane_dir)
-        chain, key = self.control_plane_dir / "cert-chain.pem", self.control_plane_dir / "key.pem"
+        chain, key, _, _ = self.serving_files
         write_private(key, key_pem)
         write_public(chain, "".join(cert.chain_pem[:-1] or cert.chain_pem).encode())
         source = "plug-in CA " + str(self.plugin_dir) if self.plugin_dir else "self-signed root"
@@ -107,7 +124,6 @@ class MeshIdentity:
             self.mesh.trust_domain,
             ca.root_certs[0].not_valid_after_utc.isoformat(timespec="seconds"),
         )
-        return chain, key
 
     def certificate_service(self) -> CertificateService:
         assert self._ca is not None and self._tokens is not None, "prepare() first"

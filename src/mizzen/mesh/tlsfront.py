@@ -39,6 +39,7 @@ def front_bootstrap(
     private_key: Path,
     trust_bundle: Path,
     backend_socket: Path,
+    admin_socket: Path,
     port: int = SECURE_PORT,
 ) -> dict[str, Any]:
     tls_context = {
@@ -134,6 +135,8 @@ def front_bootstrap(
     }
     return {
         "node": {"id": "control-plane~tls-front", "cluster": "istiod"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        # Admin only on a 0600 Unix socket: on a TCP port any local user could
+        # stop the front or turn on trace logs that show the pods' credentials.
+        "admin": {"address": {"pipe": {"path": str(admin_socket), "mode": 0o600}}},
         "static_resources": {"listeners": [listener], "clusters": [backend]},
     }

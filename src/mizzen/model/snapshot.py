@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mizzen.api.meshconfig import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN
 from mizzen.api.resources import DestinationRule, Gateway, PeerAuthentication, VirtualService
 
 # HTTP, HTTP2 and GRPC are all proxied by the HTTP connection manager; TCP and
@@ -21,8 +22,6 @@ from mizzen.api.resources import DestinationRule, Gateway, PeerAuthentication, V
 Protocol = Literal["HTTP", "HTTP2", "GRPC", "TCP", "TLS", "MONGO", "UDP", "UNKNOWN"]
 
 DEFAULT_DOMAIN_SUFFIX = "cluster.local"
-DEFAULT_TRUST_DOMAIN = "cluster.local"
-DEFAULT_ROOT_NAMESPACE = "istio-system"
 
 
 @dataclass(frozen=True)

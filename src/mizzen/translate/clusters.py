@@ -174,7 +174,8 @@ def client_tls(snapshot: MeshSnapshot, spec: OutboundCluster) -> Mapping[str, An
 
 def _upstream_tls(snapshot: MeshSnapshot, spec: OutboundCluster, cluster: Any) -> None:
     settings = client_tls(snapshot, spec)
-    mode = (settings or {}).get("mode", "DISABLE") if settings is not None else None
+    # ClientTLSSettings' mode defaults to DISABLE: `tls: {}` means plaintext.
+    mode = settings.get("mode", "DISABLE") if settings is not None else None
     hostname, port = spec.service.hostname, spec.port.port
     http2 = spec.port.protocol in ("HTTP2", "GRPC")
     if mode == "ISTIO_MUTUAL":

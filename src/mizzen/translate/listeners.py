@@ -169,10 +169,17 @@ def _inbound_filter(inbound: InboundPort, *, mtls: bool, raw: bool = False) -> A
     return tcp_proxy(cluster, cluster)
 
 
-def _mtls_chain(name: str, network_filter: Any, port: int | None, alpn: tuple[str, ...]) -> Any:
+def _mtls_chain(
+    name: str, network_filter: Any, port: int | None, alpn: tuple[str, ...], mode: Mode
+) -> Any:
+    """Istio matches any TLS under STRICT (a client without the ``istio``
+    ALPN but with a mesh certificate, such as proxyless gRPC, gets in), and
+    only the ``istio`` ALPN family under PERMISSIVE, where other TLS is the
+    app's own and passes through."""
     chain = filter_chain(name, network_filter, port)
     chain.filter_chain_match.transport_protocol = "tls"
-    chain.filter_chain_match.application_protocols.extend(tls.ISTIO_ALPNS)
+    if mode == "PERMISSIVE":
+        chain.filter_chain_match.application_protocols.extend(tls.ISTIO_ALPNS)
     chain.transport_socket.CopyFrom(tls.istio_downstream(alpn))
     return chain
 
@@ -191,7 +198,7 @@ def inbound_chains(inbound: InboundPort, mode: Mode) -> list[Any]:
     chains = []
     if mode != "DISABLE":
         alpn = tls.SERVER_HTTP_ALPN if inbound.is_http else ()
-        chains.append(_mtls_chain(name, _inbound_filter(inbound, mtls=True), port, alpn))
+        chains.append(_mtls_chain(name, _inbound_filter(inbound, mtls=True), port, alpn, mode))
     if mode != "STRICT":
         plaintext = _inbound_filter(inbound, mtls=False)
         chains.append(filter_chain(f"{name}{PLAINTEXT_SUFFIX}", plaintext, port))
@@ -201,17 +208,21 @@ def inbound_chains(inbound: InboundPort, mode: Mode) -> list[Any]:
     return chains
 
 
-def catch_all_chains(mode: Mode) -> list[Any]:
-    """Ports no service or container declares: to the original destination,
-    under the workload's own mode."""
+def passthrough_chains(mode: Mode, port: int | None = None) -> list[Any]:
+    """Ports no service or container declares, to the original destination:
+    all of them under the workload's own mode (``port`` None), or one port a
+    PeerAuthentication names in ``portLevelMtls``, under that port's mode."""
     cluster = names.INBOUND_PASSTHROUGH_CLUSTER
+    suffix = "" if port is None else f"-{port}"
     chains = []
     if mode != "DISABLE":
-        chains.append(_mtls_chain(CATCH_ALL_MTLS, tcp_proxy(cluster, cluster), None, ()))
+        proxy = tcp_proxy(cluster, cluster)
+        chains.append(_mtls_chain(CATCH_ALL_MTLS + suffix, proxy, port, (), mode))
     if mode != "STRICT":
-        chains.append(filter_chain(CATCH_ALL_TCP, tcp_proxy(cluster, cluster)))
+        chains.append(filter_chain(CATCH_ALL_TCP + suffix, tcp_proxy(cluster, cluster), port))
     if mode == "PERMISSIVE":
-        chains.append(_tls_passthrough_chain(CATCH_ALL_TLS, tcp_proxy(cluster, cluster), None))
+        proxy = tcp_proxy(cluster, cluster)
+        chains.append(_tls_passthrough_chain(CATCH_ALL_TLS + suffix, proxy, port))
     return chains
 
 
@@ -256,10 +267,13 @@ def virtual_inbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> Any:
     )
     mtls = workload_mtls(snapshot, proxy.namespace, proxy.labels)
     ports = inbound_ports(snapshot, proxy)
+    declared = {p.port for p in ports}
+    # portLevelMtls may name a port nothing declares: it still gets its mode.
+    undeclared = sorted(p for p in mtls.ports if p not in declared and p not in names.PROXY_PORTS)
     listener.listener_filters.add(
         name=ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
     )
-    inspector = _tls_inspector(mtls, [p.port for p in ports])
+    inspector = _tls_inspector(mtls, sorted(declared | set(undeclared)))
     if inspector is not None:
         listener.listener_filters.append(inspector)
         # A client that never speaks first is still served after the
@@ -274,7 +288,9 @@ def virtual_inbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> Any:
     )
     for inbound in ports:
         listener.filter_chains.extend(inbound_chains(inbound, mtls.for_port(inbound.port)))
-    listener.filter_chains.extend(catch_all_chains(mtls.mode))
+    for port in undeclared:
+        listener.filter_chains.extend(passthrough_chains(mtls.for_port(port), port))
+    listener.filter_chains.extend(passthrough_chains(mtls.mode))
     return listener
 
 

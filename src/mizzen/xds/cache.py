@@ -139,7 +139,7 @@ _ALL = frozenset(_CONFIG_FIELDS) | {"dns_endpoints"}
 _MTLS = frozenset({"peer_authentications", "root_namespace"})
 _CLUSTERS = (
     frozenset({"services", "destination_rules", "dr_by_host", "domain_suffix"})
-    | {"dns_endpoints", "trust_domain", "auto_mtls", "service_accounts"}
+    | {"dns_endpoints", "auto_mtls", "service_accounts"}  # identities carry the trust domain
     | _MTLS
 )
 _INBOUND = frozenset({"services", "domain_suffix"}) | _MTLS
