@@ -28,7 +28,7 @@ from mizzen.ca.authority import generate_key, make_csr, private_key_pem
 from mizzen.ca.identity import spiffe_id
 from mizzen.mesh import control
 from mizzen.mesh.admin import admin_get
-from mizzen.mesh.launcher import launch, stop, wait_ready
+from mizzen.mesh.launcher import LaunchError, launch, stop, wait_ready
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 SEED = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "004_b60d42e7b0fa9090.txt"
@@ -44,10 +44,24 @@ XFCC = re.compile(
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     layout = launch(mesh_name("mtls"), [str(MANIFESTS / "mtls.yaml")], free_port())
     try:
-        wait_ready(layout, timeout=240)
+        try:
+            wait_ready(layout, timeout=240)
+        except LaunchError as exc:
+            raise AssertionError(f"{exc}\n{log_tails(layout)}") from None
         yield layout
     finally:
         stop(layout)
+
+
+def log_tails(layout: Any, lines: int = 15) -> str:
+    """The mesh's logs, for a failure message (the run dir goes with `down`)."""
+    out = []
+    for path in sorted(layout.dir.glob("logs/*.log")) + sorted(
+        layout.dir.glob("proxies/*/envoy.log")
+    ):
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"--- {path.relative_to(layout.dir)}\n" + "\n".join(text))
+    return "\n".join(out)
 
 
 def call(layout: Any, op: str, path: Path) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -25,14 +24,11 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 PROXY_UID = 1337
 PROXY_GID = 1337
-
-_PR_SET_PDEATHSIG = 1
 
 
 class EnvoyError(RuntimeError):
@@ -243,25 +239,20 @@ class EnvoyCommand:
         ]
 
 
-def parent_death_hook() -> Callable[[], None] | None:
-    """A preexec hook that makes Envoy get SIGTERM if the agent dies.
+def parent_death_wrapper() -> tuple[str, ...]:
+    """``setpriv --pdeathsig TERM``: Envoy gets SIGTERM if the agent dies.
 
     Without it a crashed (or SIGKILLed) agent leaves an orphan Envoy holding
-    the pod's ports. Resolved before privileges are dropped, so nothing is
-    loaded in the child.
+    the pod's ports. It is a wrapper command, not a ``preexec_fn``: the
+    agent runs gRPC threads (SDS, the CA client), and running Python in a
+    forked child of a gRPC process can crash it; without a preexec hook
+    subprocess uses vfork and execs at once. Resolved before privileges are
+    dropped; empty when setpriv is missing.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-    return hook
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return ()
+    return (setpriv, "--pdeathsig", "TERM", "--")
 
 
 class EnvoyProcess:
@@ -316,21 +307,21 @@ def start_envoy(
     log_path: Path,
     *,
     run_as: tuple[int, int] | None = None,
-    pdeathsig: Callable[[], None] | None = None,
+    wrapper: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ) -> EnvoyProcess:
     """Start Envoy with output to ``log_path``.
 
     ``run_as`` (uid, gid) switches user in the child (the caller must be root);
     leave it None when the caller already runs as the proxy user.
-    ``pdeathsig`` is a hook from :func:`parent_death_hook` (optional).
+    ``wrapper`` is a command that execs Envoy (:func:`parent_death_wrapper`).
     """
     with open(log_path, "ab") as log:
         kwargs: dict[str, object] = {}
         if run_as is not None:
             kwargs.update(user=run_as[0], group=run_as[1], extra_groups=[])
         popen = subprocess.Popen(
-            command.argv(),
+            [*wrapper, *command.argv()],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -338,7 +329,6 @@ def start_envoy(
             # Own session: a terminal's Ctrl-C goes to the agent, which then
             # stops Envoy in order instead of both dying at once.
             start_new_session=True,
-            preexec_fn=pdeathsig,
             env=env,
             **kwargs,  # type: ignore[call-overload]
         )

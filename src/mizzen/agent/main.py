@@ -30,7 +30,7 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +50,7 @@ from mizzen.agent.envoy import (
     EnvoyProcess,
     ensure_binary_for,
     makedirs_reachable,
-    parent_death_hook,
+    parent_death_wrapper,
     resolve_envoy_binary,
     start_envoy,
     unreachable_reason,
@@ -147,7 +147,7 @@ class Prepared:
     """What the privileged phase hands to the unprivileged one."""
 
     envoy_binary: Path
-    pdeathsig: Callable[[], None] | None
+    wrapper: tuple[str, ...]  # execs Envoy with a parent-death signal
     token: str = ""
     trust_bundle: bytes = b""
 
@@ -201,7 +201,7 @@ def prepare(config: AgentConfig) -> Prepared:
     token, bundle = _read_identity(config.identity)
     preload_modules()
     return Prepared(
-        envoy_binary=binary, pdeathsig=parent_death_hook(), token=token, trust_bundle=bundle
+        envoy_binary=binary, wrapper=parent_death_wrapper(), token=token, trust_bundle=bundle
     )
 
 
@@ -292,7 +292,7 @@ async def serve(config: AgentConfig, prepared: Prepared, stop: asyncio.Event) ->
         log_level=config.envoy_log_level,
     )
     try:
-        envoy = start_envoy(command, workdir / ENVOY_LOG_FILE, pdeathsig=prepared.pdeathsig)
+        envoy = start_envoy(command, workdir / ENVOY_LOG_FILE, wrapper=prepared.wrapper)
     except OSError as e:
         await extras.close()
         await server.close()
