@@ -286,16 +286,9 @@ def _xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
         },
         # The ADS stream lives for the pod's lifetime: keepalives notice a dead
         # control plane (or a NAT that forgot us) instead of waiting forever.
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": _TYPE_PREFIX + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {
-                    "http2_protocol_options": {
-                        "connection_keepalive": {"interval": "30s", "timeout": "10s"}
-                    }
-                },
-            }
-        },
+        "typed_extension_protocol_options": _http2(
+            {"connection_keepalive": {"interval": "30s", "timeout": "10s"}}
+        ),
         "upstream_connection_options": {"tcp_keepalive": {"keepalive_time": 300}},
         # Envoy's default circuit breakers (1024) would cap one ADS connection's
         # concurrent streams; the control plane is not a place to shed load.
@@ -339,6 +332,17 @@ def _xds_transport_socket() -> dict[str, Any]:
     }
 
 
+def _http2(options: dict[str, Any]) -> dict[str, Any]:
+    """A static gRPC cluster's protocol options: HTTP/2 with ``options``."""
+    kind = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    return {
+        kind: {
+            "@type": _TYPE_PREFIX + kind,
+            "explicit_http_config": {"http2_protocol_options": options},
+        }
+    }
+
+
 def _pipe(socket_name: str) -> str:
     # A file path as is; otherwise an abstract socket, which Envoy spells "@name".
     return socket_name if socket_name.startswith("/") else f"@{socket_name}"
@@ -359,12 +363,7 @@ def _sds_cluster(socket_name: str) -> dict[str, Any]:
                 }
             ],
         },
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": _TYPE_PREFIX + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
-            }
-        },
+        "typed_extension_protocol_options": _http2({}),
     }
 
 

@@ -115,7 +115,7 @@ class IdentityConfig:
     ca_address: str  # host:port of the certificate service (15012)
     trust_bundle_file: Path
     token_file: Path
-    sds_socket: str  # abstract socket name, no leading "@"
+    sds_socket: str  # an abstract socket name (no "@"), or a file path starting with "/"
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     ttl_s: float = DEFAULT_SECRET_TTL_S
 

@@ -422,8 +422,7 @@ def bench(quick: bool, suite: str, results: Path, output: str) -> None:
         return
     from mizzen.bench.report import rich_table
 
-    # Wide tables: when piped (make, CI logs) rich would squeeze them to 80 columns.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 220)
+    console = _console()
     for result in report["suites"]:
         console.print(rich_table(result["table"]))
     console.print(f"results: {paths[0]} and {paths[1]}")

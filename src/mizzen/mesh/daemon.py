@@ -46,7 +46,7 @@ from mizzen.mesh.pods import (
     service_nat,
 )
 from mizzen.model.build import build_snapshot
-from mizzen.model.proxy import proxy_from_node
+from mizzen.model.proxy import parse_node_id, proxy_from_node
 from mizzen.model.snapshot import MeshSnapshot, Proxy
 from mizzen.registry.pods import PodPlan, plan_pods
 from mizzen.registry.services import service_hostname
@@ -253,7 +253,8 @@ class MeshDaemon:
         for st in self.xds.status():
             acked = [t.acked_version for t in st.types.values() if t.acked_version]
             nacks = [t.last_nack.message for t in st.types.values() if t.last_nack]
-            cert = self.identity.issued.get(_pod_of_node(st.node_id))
+            _, _, pod, namespace = parse_node_id(st.node_id)
+            cert = self.identity.issued.get((namespace, pod))
             rows.append(
                 {
                     "id": st.id,
@@ -641,13 +642,6 @@ def _service_hostnames(resources: tuple[Resource, ...], suffix: str) -> list[str
         for r in resources
         if isinstance(r.obj, Service) and r.obj.cluster_ip != "None"
     ]
-
-
-def _pod_of_node(node_id: str) -> tuple[str, str]:
-    """(namespace, pod) from an Istio node id ``type~ip~pod.ns~domain``."""
-    parts = node_id.split("~")
-    pod, _, namespace = (parts[2] if len(parts) == 4 else "").rpartition(".")
-    return namespace, pod
 
 
 def _struct_to_dict(struct: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from mizzen.api.meshconfig import MeshConfig
+from mizzen.api.parse import resource_label
 from mizzen.api.resources import (
     DestinationRule,
     LegacyAuthenticationPolicy,
@@ -36,8 +37,7 @@ def apply_notes(
 
 
 def _label(r: Resource) -> str:
-    where = f"{r.meta.namespace}/{r.meta.name}" if r.meta.namespace else r.meta.name
-    return f"{r.source}: {r.gvk.kind} {where}"
+    return f"{r.source}: {resource_label(r.gvk.kind, r.meta.namespace, r.meta.name)}"
 
 
 def _legacy(

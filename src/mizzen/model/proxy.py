@@ -18,7 +18,7 @@ from typing import Any, Literal
 from mizzen.api.resources import ContainerPort
 from mizzen.model.snapshot import DEFAULT_DOMAIN_SUFFIX, Proxy
 
-__all__ = ["ProxyType", "node_id_for", "node_metadata_for", "proxy_from_node"]
+__all__ = ["ProxyType", "node_id_for", "node_metadata_for", "parse_node_id", "proxy_from_node"]
 
 ProxyType = Literal["sidecar", "router"]
 
@@ -60,7 +60,7 @@ def node_metadata_for(
 def proxy_from_node(node_id: str, metadata: Mapping[str, Any]) -> Proxy:
     """Raises ``ValueError`` naming the problem when the id or the metadata
     cannot describe a proxy."""
-    proxy_type, id_ip, id_pod, id_namespace = _parse_node_id(node_id)
+    proxy_type, id_ip, id_pod, id_namespace = parse_node_id(node_id)
     name = _str(metadata, "NAME") or id_pod
     namespace = _str(metadata, "NAMESPACE") or id_namespace
     ips = [ip.strip() for ip in _str(metadata, "INSTANCE_IPS").split(",") if ip.strip()]
@@ -83,7 +83,7 @@ def proxy_from_node(node_id: str, metadata: Mapping[str, Any]) -> Proxy:
     )
 
 
-def _parse_node_id(node_id: str) -> tuple[ProxyType, str, str, str]:
+def parse_node_id(node_id: str) -> tuple[ProxyType, str, str, str]:
     """(type, ip, pod, namespace); pod and namespace may be "" when the id
     leaves them out, for metadata to supply."""
     parts = node_id.split("~")

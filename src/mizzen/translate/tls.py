@@ -21,6 +21,7 @@ from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
+from mizzen.registry.pods import TLS_MODE
 from mizzen.translate.filters import pack
 
 SDS_CLUSTER = "sds-grpc"
@@ -42,7 +43,7 @@ SERVER_HTTP_ALPN = ("h2", "http/1.1")
 TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
 TLS_MODE_KEY = "tlsMode"
 TLS_MODE_ISTIO = "istio"
-TLS_MODE_LABEL = "security.istio.io/tlsMode"
+TLS_MODE_LABEL = TLS_MODE  # set on injected pods by the registry
 
 
 def sni(port: int, hostname: str, subset: str = "") -> str:
