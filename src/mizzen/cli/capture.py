@@ -112,6 +112,14 @@ def _annotations_from_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--pod", metavar="NAME", help="With --from-manifest: which Pod or workload.")
 @click.option("--dry-run", is_flag=True, help="Print the iptables rules; change nothing.")
 @click.option("--uninstall", "remove", is_flag=True, help="Remove capture from --netns.")
+@click.option(
+    "--istio-iptables",
+    "istio_iptables",
+    is_flag=True,
+    help="Take Istio's istio-iptables flags after `--` (-p -z -u -g -m -i -x -b -d -o -q), "
+    "as the injected istio-init container passes them.",
+)
+@click.argument("iptables_args", nargs=-1, type=click.UNPROCESSED)
 def capture(
     netns: str | None,
     annotations_json: str | None,
@@ -120,14 +128,21 @@ def capture(
     pod: str | None,
     dry_run: bool,
     remove: bool,
+    istio_iptables: bool,
+    iptables_args: tuple[str, ...],
 ) -> None:
     """Redirect a pod's TCP traffic through its sidecar, as Istio's init container does.
 
-    The traffic.sidecar.istio.io/* annotations select what is captured.
+    The traffic.sidecar.istio.io/* annotations select what is captured, or
+    with --istio-iptables the flags Istio's istio-iptables takes.
     """
-    sources = [s for s in (annotations_json, pod_annotations, from_manifest) if s]
+    if iptables_args and not istio_iptables:
+        raise click.UsageError(f"unexpected arguments: {' '.join(iptables_args)}")
+    sources = [s for s in (annotations_json, pod_annotations, from_manifest, istio_iptables) if s]
     if len(sources) > 1:
-        raise click.UsageError("use only one of --annotations, --pod-annotation, --from-manifest")
+        raise click.UsageError(
+            "use only one of --annotations, --pod-annotation, --from-manifest, --istio-iptables"
+        )
     if pod is not None and from_manifest is None:
         raise click.UsageError("--pod needs --from-manifest")
     if not dry_run and not netns:
@@ -150,7 +165,11 @@ def capture(
     else:
         annotations = {}
     try:
-        config = CaptureConfig.from_annotations(annotations)
+        config = (
+            _from_istio_iptables(iptables_args)
+            if istio_iptables
+            else CaptureConfig.from_annotations(annotations)
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -160,6 +179,12 @@ def capture(
     assert netns is not None  # checked above
     _apply(lambda: install(netns, config))
     click.echo(f"capture installed in netns {netns}")
+
+
+def _from_istio_iptables(args: tuple[str, ...]) -> CaptureConfig:
+    from mizzen.kube.inject import capture_config_from_iptables_args
+
+    return capture_config_from_iptables_args(args)
 
 
 def _apply(action: Callable[[], object]) -> None:

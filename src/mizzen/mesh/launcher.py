@@ -66,10 +66,16 @@ def launch(
     problem = preflight.port_problem(ingress_port, purpose="the ingress gateway")
     if problem:
         raise LaunchError(f"{problem} (--ingress-port)")
-    layout.daemon_log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "mizzen", "daemon", "--name", name]
     argv += ["--ingress-port", str(ingress_port), "--run-dir", str(layout.run_dir), *extra]
-    argv += ["--", *paths]
+    start_daemon(layout, [*argv, "--", *paths])
+    return layout
+
+
+def start_daemon(layout: MeshLayout, argv: Sequence[str]) -> None:
+    """Start argv (a mesh or cluster daemon) in its own session and wait
+    until it answers on the control socket."""
+    layout.daemon_log.parent.mkdir(parents=True, exist_ok=True)
     with open(layout.daemon_log, "ab") as log:
         proc = subprocess.Popen(
             argv,
@@ -80,7 +86,6 @@ def launch(
             close_fds=True,
         )
     _wait_for_socket(layout, proc)
-    return layout
 
 
 def _log_tail(layout: MeshLayout, lines: int = 5) -> str:

@@ -91,6 +91,18 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def exit_status(pid: int) -> int | None:
+    """Exit code of our child ``pid`` once it has ended (negative: the signal
+    that killed it), None while it runs. Call it instead of alive() for a
+    process whose exit code matters: alive() reaps and drops the status."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        # Not our child, or already reaped: ended, with an unknown code.
+        return None if _stat(pid) is not None else -1
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
 def _is_ours(ref: ProcRef) -> bool:
     """True if ref.pid still is the process we started (not a reused pid)."""
     current = start_time(ref.pid)
