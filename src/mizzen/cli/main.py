@@ -432,9 +432,16 @@ def _register_optional() -> None:
     # The agent and capture commands live next to their layers.
     from mizzen.cli.agent import agent
     from mizzen.cli.capture import capture
+    from mizzen.cli.cluster import cluster, cluster_daemon
+    from mizzen.cli.install import install
+    from mizzen.cli.kube_inject import kube_inject
 
     cli.add_command(agent)
     cli.add_command(capture)
+    cli.add_command(cluster)
+    cli.add_command(cluster_daemon)
+    cli.add_command(install)
+    cli.add_command(kube_inject)
 
 
 def main() -> None:
