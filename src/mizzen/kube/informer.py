@@ -68,22 +68,27 @@ class Informer:
 
     async def run(self) -> None:
         backoff = 0.5
+        listed = False
         while True:
             try:
-                await self._list()
+                if not listed:
+                    await self._list()
+                    listed = True
+                # Returns when the server ends the watch; a dropped one raises.
+                # Either way the next watch resumes from resource_version.
+                await self._watch()
                 backoff = 0.5
-                while True:
-                    await self._watch()
-                    backoff = 0.5
             except Gone:
-                log.info("%s: resource version expired, relisting", self.kind)
+                log.info(
+                    "%s: resource version %s expired, relisting", self.kind, self.resource_version
+                )
                 self.relists += 1
+                listed = False
             except (KubeError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                log.warning("%s: %s; retrying in %.1f s", self.kind, exc, backoff)
+                where = f"watch from {self.resource_version}" if listed else "list"
+                log.warning("%s: %s failed: %s; retrying in %.1f s", self.kind, where, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(30.0, backoff * 2)
-                if self.synced.is_set():
-                    self.relists += 1
 
     async def _list(self) -> None:
         items: list[dict[str, Any]] = []

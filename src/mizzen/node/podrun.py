@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import sys
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mizzen.kube import mounts
 from mizzen.kube.images import ImageError, PodContext, local_argv
 from mizzen.node import spec as sp
 from mizzen.node import volumes as vol
@@ -190,6 +192,7 @@ class PodRun:
         pod = self._context()
         kubernetes_ip = str(self.node.plan.kubernetes_service_ip)
         env = sp.container_env(container, pod, self._sources, kubernetes_ip)
+        env[mounts.ENV] = json.dumps(mounts.mount_table(container, self.volume_paths))
         try:
             argv = local_argv(container, pod, self.node.image_map, env)
         except ImageError as exc:
@@ -254,7 +257,14 @@ class PodRun:
         liveness = sp.probe_spec(container.get("livenessProbe"), named)
         restarts = 0
         while True:
-            ref = self._spawn(container)
+            try:
+                ref = self._spawn(container)
+            except sp.SpecError as exc:
+                # In its own task: nothing else would see the error.
+                log.warning("pod %s/%s cannot start: %s", self.namespace, self.name, exc)
+                self.containers[index] = replace(self.containers[index], message=str(exc))
+                await self._report()
+                return
             self.containers[index] = replace(
                 self.containers[index],
                 running=True,
