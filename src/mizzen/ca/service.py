@@ -4,7 +4,9 @@ A pod's agent calls ``CreateCertificate`` with a CSR and its pod
 credential (``authorization: Bearer <token>``). The service signs only
 when all of these hold, and logs every refusal with the reason:
 
-1. the token's signature is the control plane's;
+1. the token's signature is the control plane's (on Kubernetes: the API
+   server vouches for the pod's projected service-account token, see
+   ``mizzen.kube.tokenreview``);
 2. the pod it names still exists, with the same uid and service account
    (a token of a deleted pod, or of an earlier pod of the same name, is
    dead);
@@ -17,7 +19,7 @@ Private keys never come here: only CSRs and public certificates do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,6 +53,9 @@ class PodRecord:
 # (namespace, pod) -> the live pod, or None when there is no such pod.
 PodLookup = Callable[[str, str], PodRecord | None]
 OnIssued = Callable[[PodClaims, IssuedCert], None]
+# Who a credential belongs to, or ``Refused``: for a runtime whose pod
+# credentials another party checks (the Kubernetes API's TokenReview).
+Authenticate = Callable[[str], Awaitable[PodClaims]]
 
 
 class Refused(Exception):
@@ -64,7 +69,7 @@ class CertificateService:
     def __init__(
         self,
         ca: CertificateAuthority,
-        tokens: TokenSigner,
+        tokens: TokenSigner | None,
         pods: PodLookup,
         trust_domain: str,
         *,
@@ -72,8 +77,10 @@ class CertificateService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         logger: logging.Logger | None = None,
         secure_transport: Callable[[str], bool] = lambda peer: peer.startswith("unix:"),
+        authenticate: Authenticate | None = None,
     ) -> None:
         self._ca = ca
+        self._authenticate = authenticate
         self._tokens = tokens
         self._pods = pods
         self._trust_domain = trust_domain
@@ -92,10 +99,22 @@ class CertificateService:
 
     def issue(self, token: str, request: bytes) -> tuple[PodClaims, IssuedCert]:
         """Check and sign one request (pure of IO); raises ``Refused``."""
+        claims = self.verify(token)
+        return claims, self.sign(claims, request)
+
+    def verify(self, token: str) -> PodClaims:
+        """Rules 1 and 2 with the mesh's own credentials; raises ``Refused``."""
+        if self._tokens is None:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, "this mesh issues no pod credentials")
         try:
             claims = self._tokens.verify(token)
         except TokenError as e:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, f"bad pod credential: {e}") from None
+        self.check_pod(claims)
+        return claims
+
+    def check_pod(self, claims: PodClaims) -> None:
+        """Rule 2: the credential's pod is alive, the same pod, the same account."""
         where = f"pod {claims.namespace}/{claims.pod}"
         pod = self._pods(claims.namespace, claims.pod)
         if pod is None or pod.uid != claims.pod_uid:
@@ -109,6 +128,10 @@ class CertificateService:
                 f"the credential of {where} names service account "
                 f"{claims.service_account!r}, but the pod runs as {pod.service_account!r}",
             )
+
+    def sign(self, claims: PodClaims, request: bytes) -> IssuedCert:
+        """Rule 3 and the signature; raises ``Refused``."""
+        where = f"pod {claims.namespace}/{claims.pod}"
         try:
             csr, seconds = wire.decode_request(request)
         except wire.WireError as e:
@@ -133,7 +156,7 @@ class CertificateService:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{where}: {e}") from None
         except CaError as e:
             raise Refused(grpc.StatusCode.INTERNAL, f"{where}: cannot sign: {e}") from None
-        return claims, issued
+        return issued
 
     async def _create(self, request: bytes, context: Any) -> bytes:
         metadata = dict(context.invocation_metadata() or ())
@@ -158,7 +181,13 @@ class CertificateService:
                     grpc.StatusCode.UNAUTHENTICATED,
                     "no pod credential: send it as 'authorization: Bearer <token>'",
                 )
-            claims, issued = self.issue(token.strip(), request)
+            token = token.strip()
+            if self._authenticate is not None:
+                claims = await self._authenticate(token)
+                self.check_pod(claims)
+            else:
+                claims = self.verify(token)
+            issued = self.sign(claims, request)
         except Refused as e:
             self._log.warning("refused a certificate request from %s: %s", peer, e.reason)
             await context.abort(e.status, e.reason)

@@ -109,7 +109,7 @@ class MeshDaemon:
         # Proxies with the same inputs share one serialized translation.
         self._cache = ConfigCache()
         self.xds: XdsServer[Proxy] = XdsServer(
-            identify=lambda node: proxy_from_node(node.id, _struct_to_dict(node.metadata)),
+            identify=proxy_of_node,
             generate=self._cache.generator(lambda: self.snapshot),
             proxy_key=lambda proxy: proxy.id,
             authorize=self.identity.authorize,
@@ -644,11 +644,11 @@ def _service_hostnames(resources: tuple[Resource, ...], suffix: str) -> list[str
     ]
 
 
-def _struct_to_dict(struct: Any) -> dict[str, Any]:
+def proxy_of_node(node: Any) -> Proxy:
+    """The proxy an ADS stream's Envoy ``Node`` describes."""
     from google.protobuf.json_format import MessageToDict
 
-    result: dict[str, Any] = MessageToDict(struct)
-    return result
+    return proxy_from_node(node.id, MessageToDict(node.metadata))
 
 
 def debug_xds_address(slot: int) -> str:

@@ -33,7 +33,7 @@ from mizzen.api.meshconfig import MeshConfig
 from mizzen.ca.authority import CertificateAuthority, IssuedCert, load_or_create
 from mizzen.ca.files import ensure_private_dir, write_private, write_public
 from mizzen.ca.identity import parse_spiffe
-from mizzen.ca.service import CertificateService, PodRecord
+from mizzen.ca.service import CertificateService, PodLookup, PodRecord
 from mizzen.ca.tokens import PodClaims, TokenSigner, load_or_create_key
 from mizzen.mesh.layout import MeshLayout
 from mizzen.model.snapshot import Proxy
@@ -165,33 +165,35 @@ class MeshIdentity:
 
     def authorize(self, proxy: Proxy, peer: Peer) -> str | None:
         """Whether ``proxy`` may have its config over this connection."""
-        if not peer.secure:
-            return None  # the plaintext debug port, on the host's loopback only
-        if not peer.identity:
-            return "no client certificate: proxies must connect with their workload certificate"
-        try:
-            spiffe = parse_spiffe(peer.identity)
-        except ValueError:
-            return f"the client certificate's identity {peer.identity!r} is not a SPIFFE ID"
-        claimed = (proxy.namespace, proxy.service_account)
-        if (
-            spiffe.trust_domain != self.mesh.trust_domain
-            or (
-                spiffe.namespace,
-                spiffe.service_account,
-            )
-            != claimed
-        ):
-            return (
-                f"its certificate is for {peer.identity}, but the node claims namespace "
-                f"{proxy.namespace!r} and service account {proxy.service_account!r}"
-            )
-        record = self.pods.get((proxy.namespace, proxy.name))
-        if record is None:
-            return f"there is no pod {proxy.namespace}/{proxy.name} in this mesh"
-        if record.service_account != proxy.service_account:
-            return (
-                f"pod {proxy.namespace}/{proxy.name} runs as {record.service_account!r}, "
-                f"not {proxy.service_account!r}"
-            )
-        return None
+        return authorize_proxy(
+            proxy, peer, self.mesh.trust_domain, lambda ns, pod: self.pods.get((ns, pod))
+        )
+
+
+def authorize_proxy(proxy: Proxy, peer: Peer, trust_domain: str, pods: PodLookup) -> str | None:
+    """Why ``proxy`` may not have its config over this connection, or None:
+    a proxy gets only the config of the identity its certificate proves, for
+    a pod that is alive and runs as that identity."""
+    if not peer.secure:
+        return None  # the plaintext port: no identity to check
+    if not peer.identity:
+        return "no client certificate: proxies must connect with their workload certificate"
+    try:
+        spiffe = parse_spiffe(peer.identity)
+    except ValueError:
+        return f"the client certificate's identity {peer.identity!r} is not a SPIFFE ID"
+    claimed = (proxy.namespace, proxy.service_account)
+    if spiffe.trust_domain != trust_domain or (spiffe.namespace, spiffe.service_account) != claimed:
+        return (
+            f"its certificate is for {peer.identity}, but the node claims namespace "
+            f"{proxy.namespace!r} and service account {proxy.service_account!r}"
+        )
+    record = pods(proxy.namespace, proxy.name)
+    if record is None:
+        return f"there is no pod {proxy.namespace}/{proxy.name} in this mesh"
+    if record.service_account != proxy.service_account:
+        return (
+            f"pod {proxy.namespace}/{proxy.name} runs as {record.service_account!r}, "
+            f"not {proxy.service_account!r}"
+        )
+    return None
