@@ -247,13 +247,18 @@ def test_istio_proxy_becomes_mizzen_agent_with_options_from_its_env() -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_identity_volumes_turn_on_ca_root_and_token() -> None:
+def test_pod_volumes_give_identity_files_and_work_directory() -> None:
     proxy = named(injected_pod(), "istio-proxy")
-    volumes = {"istiod-ca-cert": "/run/k/ca/", "istio-token": "/run/k/token"}
+    volumes = {
+        "istiod-ca-cert": "/run/k/ca/",
+        "istio-token": "/run/k/token",
+        "istio-envoy": "/run/k/envoy",
+    }
     pod = dataclasses.replace(POD, volume_paths=volumes)
     argv = run_argv(proxy, pod, {})
     assert option(argv, "--ca-root") == "/run/k/ca/root-cert.pem"
     assert option(argv, "--token-file") == "/run/k/token/istio-token"
+    assert option(argv, "--workdir") == "/run/k/envoy"
 
 
 def test_proxy_config_discovery_address_wins_over_ca_addr() -> None:

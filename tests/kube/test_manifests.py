@@ -11,9 +11,9 @@ import yaml
 from click.testing import CliRunner
 
 from mizzen.api.meshconfig import parse_mesh_config
-from mizzen.cli.install import install, kubectl_argv
+from mizzen.cli.install import install
 from mizzen.kube.crds import CRD_SPECS
-from mizzen.kube.manifests import InstallOptions, install_manifests, to_yaml
+from mizzen.kube.manifests import InstallOptions, install_manifests, kubectl_apply_argv, to_yaml
 
 Doc = dict[str, Any]
 
@@ -355,7 +355,7 @@ def test_install_pipes_the_stream_to_kubectl(tmp_path: Path) -> None:
 
 
 def test_kubectl_argv_without_kubeconfig() -> None:
-    assert kubectl_argv("kubectl", None) == [
+    assert kubectl_apply_argv("kubectl", None) == [
         "kubectl",
         "apply",
         "--server-side",

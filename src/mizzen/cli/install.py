@@ -18,19 +18,11 @@ from mizzen.kube.manifests import (
     DEFAULT_TAG,
     InstallOptions,
     install_manifests,
+    kubectl_apply_argv,
     to_yaml,
 )
 
-__all__ = ["install", "kubectl_argv"]
-
-
-def kubectl_argv(kubectl: str, kubeconfig: str | None) -> list[str]:
-    argv = [kubectl]
-    if kubeconfig:
-        argv += ["--kubeconfig", kubeconfig]
-    # Server-side apply: large CRDs do not fit the client-side
-    # last-applied annotation (262144 bytes), and ownership stays tracked.
-    return [*argv, "apply", "--server-side", "--field-manager=mizzen", "-f", "-"]
+__all__ = ["install"]
 
 
 def _resolve_kubectl(kubectl: str) -> str:
@@ -81,7 +73,7 @@ def install(
     if dry_run:
         click.echo(text, nl=False)
         return
-    argv = kubectl_argv(_resolve_kubectl(kubectl), kubeconfig)
+    argv = kubectl_apply_argv(_resolve_kubectl(kubectl), kubeconfig)
     done = subprocess.run(argv, input=text, text=True, check=False)
     if done.returncode != 0:
         click.echo(f"error: {' '.join(argv)} exited with {done.returncode}", err=True)

@@ -433,6 +433,7 @@ def _register_optional() -> None:
     from mizzen.cli.agent import agent
     from mizzen.cli.capture import capture
     from mizzen.cli.cluster import cluster, cluster_daemon
+    from mizzen.cli.discovery import discovery
     from mizzen.cli.install import install
     from mizzen.cli.kube_inject import kube_inject
 
@@ -440,6 +441,7 @@ def _register_optional() -> None:
     cli.add_command(capture)
     cli.add_command(cluster)
     cli.add_command(cluster_daemon)
+    cli.add_command(discovery)
     cli.add_command(install)
     cli.add_command(kube_inject)
 

@@ -26,7 +26,8 @@ import yaml
 from mizzen.ca.files import write_private
 from mizzen.cluster import components, pki
 from mizzen.cluster.components import ClusterPlan
-from mizzen.kube.client import Credentials, KubeClient, KubeError
+from mizzen.kube.client import Credentials, KubeClient, KubeError, resource_path
+from mizzen.kube.manifests import InstallOptions, install_manifests, kubectl_apply_argv, to_yaml
 from mizzen.mesh import control
 from mizzen.mesh.layout import MeshLayout
 from mizzen.runtime import processes
@@ -138,15 +139,48 @@ class ClusterDaemon:
 
                     self._node = MizzenNode(plan, self.mesh, kube)
                     await self._node.register()
+                    running = asyncio.gather(self._supervise(http, creds), self._node.run())
+                    self.phase = "installing Mizzen"
+                    await self._install()
+                    self.phase = "waiting for the control plane"
+                    async with KubeClient(creds) as admin:
+                        try:
+                            await wait_available(admin, InstallOptions())
+                        except RuntimeError as exc:
+                            raise RuntimeError(f"{exc}\n{self._control_plane_logs()}") from None
                     self.phase = "ready"
                     log.info("cluster %s is ready at %s", plan.name, plan.server)
-                    await asyncio.gather(self._supervise(http, creds), self._node.run())
+                    await running
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("cluster start failed")
             self.phase = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
+
+    def _control_plane_logs(self, lines: int = 8) -> str:
+        """The end of each control-plane pod's log: the reason it is not
+        ready, shown before ``cluster up`` removes everything."""
+        namespace = InstallOptions().namespace
+        out = []
+        for path in sorted((self.mesh.dir / "logs").glob(f"{namespace}.*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {path.name}\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    async def _install(self) -> None:
+        """Apply what `mizzen install` prints, with the built kubectl."""
+        plan = self.plan
+        argv = kubectl_apply_argv(plan.tool("kubectl"), str(plan.kubeconfig("admin")))
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate(to_yaml(install_manifests(InstallOptions())).encode())
+        if proc.returncode != 0:
+            raise RuntimeError(f"installing Mizzen failed: {out.decode(errors='replace')}")
 
     def _write_files(self) -> None:
         plan = self.plan
@@ -250,6 +284,24 @@ class ClusterDaemon:
             # `mizzen logs` work on the node's pods unchanged.
             "pods": self._node.pod_summaries() if self._node is not None else [],
         }
+
+
+async def wait_available(admin: KubeClient, options: InstallOptions, timeout: float = 120) -> None:
+    """Until every replica of the control plane is ready."""
+    path = resource_path("apps/v1", "deployments", options.namespace, options.istiod)
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        deployment = await admin.get(path)
+        status = deployment.get("status") or {}
+        if status.get("readyReplicas", 0) >= options.replicas:
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError(
+        f"the control plane is not ready after {timeout:.0f} s ({status.get('readyReplicas', 0)}"
+        f" of {options.replicas} replicas); see `mizzen cluster kubectl -- get pods -n "
+        f"{options.namespace}` and `mizzen logs {options.namespace}/<pod>`"
+    )
 
 
 async def grant_node_proxier(admin: KubeClient, node: str) -> None:

@@ -54,6 +54,8 @@ __all__ = [
 CA_ROOT_VOLUME: Final = "istiod-ca-cert"
 CA_ROOT_FILE: Final = "root-cert.pem"
 TOKEN_VOLUME: Final = "istio-token"
+# The proxy's own emptyDir (/etc/istio/proxy): bootstrap, logs and state.
+PROXY_VOLUME: Final = "istio-envoy"
 TOKEN_FILE: Final = "istio-token"
 
 
@@ -222,6 +224,9 @@ def _agent_argv(
     ca_address = env.get("CA_ADDR")
     if ca_address and ca_address != xds:
         optional["--ca-address"] = ca_address
+    # In the pod's own volume, so it goes with the pod; the default is a
+    # local mesh's directory.
+    optional["--workdir"] = pod.volume_paths.get(PROXY_VOLUME)
     ca_dir = pod.volume_paths.get(CA_ROOT_VOLUME)
     token_dir = pod.volume_paths.get(TOKEN_VOLUME)
     if ca_dir and token_dir:

@@ -309,6 +309,8 @@ def _container(o: InstallOptions) -> Json:
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
             field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+            # The webhook's serving certificate names the pod's address.
+            field_env("POD_IP", "status.podIP"),
         ],
         "ports": [
             port(READY_PORT, "http-debug"),
@@ -522,3 +524,13 @@ def validator_webhook(o: InstallOptions) -> Json:
         "metadata": _meta(o, o.validator_name, namespaced=False),
         "webhooks": [webhook],
     }
+
+
+def kubectl_apply_argv(kubectl: str, kubeconfig: str | None) -> list[str]:
+    """kubectl applying the manifests it reads on stdin."""
+    argv = [kubectl]
+    if kubeconfig:
+        argv += ["--kubeconfig", kubeconfig]
+    # Server-side apply: large CRDs do not fit the client-side
+    # last-applied annotation (262144 bytes), and ownership stays tracked.
+    return [*argv, "apply", "--server-side", "--field-manager=mizzen", "-f", "-"]
