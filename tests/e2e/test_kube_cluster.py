@@ -11,20 +11,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from e2e_helpers import mesh_name, poll
-
-from mizzen.cluster.tools import ToolsMissing, bin_dir
+from kube_helpers import MIZZEN, Cluster, running_cluster
 
 pytestmark = pytest.mark.kube
 
 ECHO = Path(__file__).parent / "apps" / "echo.py"
-MIZZEN = [sys.executable, "-m", "mizzen"]
 
 
 def _echo_manifest(namespace: str, replicas: int) -> str:
@@ -70,62 +66,10 @@ spec:
 """
 
 
-class Cluster:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        out = subprocess.run(
-            [*MIZZEN, "cluster", "kubectl", "--name", self.name, "--", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, f"kubectl {' '.join(args)}: {out.stderr}"
-        return out.stdout
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json"))
-
-    def ready_pods(self, namespace: str) -> list[dict[str, Any]]:
-        pods = self.get("pods", "-n", namespace)["items"]
-        return [
-            p
-            for p in pods
-            if not p["metadata"].get("deletionTimestamp")
-            and any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in p.get("status", {}).get("conditions", [])
-            )
-        ]
-
-    def mizzen(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*MIZZEN, command, "--name", self.name, *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    try:
-        bin_dir()
-    except ToolsMissing as exc:
-        pytest.fail(str(exc))
-    name = mesh_name("kc")
-    started = time.monotonic()
-    up = subprocess.run(
-        [*MIZZEN, "cluster", "up", "--name", name], capture_output=True, text=True, timeout=300
-    )
-    assert up.returncode == 0, up.stderr
-    print(f"cluster up in {time.monotonic() - started:.1f} s")
-    try:
-        yield Cluster(name)
-    finally:
-        subprocess.run([*MIZZEN, "cluster", "down", "--name", name], timeout=120)
+    with running_cluster("kc") as running:
+        yield running
 
 
 def _container_env(cluster: Cluster, pod: str) -> dict[str, str]:
