@@ -123,13 +123,9 @@ def test_cluster_role_is_least_privilege(docs: list[Doc]) -> None:
     }
 
 
-def test_role_covers_leader_election_and_own_secrets(docs: list[Doc]) -> None:
+def test_role_covers_own_secrets_and_the_mesh_config_only(docs: list[Doc]) -> None:
     grants = _grants(docs, "Role")
-    assert {v for g, r, v, _ in grants if (g, r) == ("coordination.k8s.io", "leases")} == {
-        "create",
-        "get",
-        "update",
-    }
+    assert {(g, r) for g, r, _, _ in grants} == {("", "secrets"), ("", "configmaps")}
     assert {v for g, r, v, _ in grants if (g, r) == ("", "secrets")} == {"create", "get", "update"}
     assert _one(docs, "Role")["metadata"]["namespace"] == "istio-system"
     binding = _one(docs, "RoleBinding")

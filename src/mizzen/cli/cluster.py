@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 
 from mizzen.cluster.tools import ToolsMissing, bin_dir
+from mizzen.kube.images import ImageError, load_image_map
 from mizzen.mesh import control, launcher
 from mizzen.mesh.layout import MeshLayout
 from mizzen.runtime import preflight
@@ -49,13 +50,21 @@ def cluster() -> None:
 @cluster.command()
 @click.option("--name", default="default", show_default=True, help=NAME_HELP)
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for readiness.")
-def up(name: str, timeout: float) -> None:
+@click.option(
+    "--image-map",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML mapping image -> argv: what the node runs for a container of that image "
+    "(a trailing * matches by prefix).",
+)
+def up(name: str, timeout: float, image_map: Path | None) -> None:
     """Start the cluster and wait until it is ready."""
     layout = _layout(name)
     try:
         tools = bin_dir()
         preflight.check()
-    except (ToolsMissing, MeshRuntimeError) as exc:
+        if image_map is not None:
+            load_image_map(image_map.read_text(), str(image_map))
+    except (ToolsMissing, MeshRuntimeError, ImageError) as exc:
         _fail(str(exc))
     if is_locked(layout.run_dir, name):
         _fail(f"{name!r} is already running: `mizzen cluster down --name {name}` stops it")
@@ -69,6 +78,7 @@ def up(name: str, timeout: float) -> None:
         name,
         "--bin-dir",
         str(tools),
+        *(("--image-map", str(image_map.resolve())) if image_map else ()),
     ]
     console = Console(stderr=True)
     try:
@@ -123,7 +133,8 @@ def kubectl(name: str, args: tuple[str, ...]) -> None:
 @click.command(name="cluster-daemon", hidden=True)
 @click.option("--name", required=True)
 @click.option("--bin-dir", "tools", required=True, type=click.Path(path_type=Path))
-def cluster_daemon(name: str, tools: Path) -> None:
+@click.option("--image-map", type=click.Path(path_type=Path))
+def cluster_daemon(name: str, tools: Path, image_map: Path | None) -> None:
     """Run a cluster's control plane and node in the foreground."""
     import asyncio
     import logging
@@ -133,4 +144,5 @@ def cluster_daemon(name: str, tools: Path) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    sys.exit(asyncio.run(run_cluster(_layout(name), tools)))
+    images = load_image_map(image_map.read_text(), str(image_map)) if image_map else {}
+    sys.exit(asyncio.run(run_cluster(_layout(name), tools, images)))

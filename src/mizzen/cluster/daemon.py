@@ -16,6 +16,7 @@ import os
 import signal
 import ssl
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,12 @@ class Component:
 
 
 class ClusterDaemon:
-    def __init__(self, layout: MeshLayout, bin_dir: Path) -> None:
+    def __init__(
+        self, layout: MeshLayout, bin_dir: Path, image_map: Mapping[str, Sequence[str]]
+    ) -> None:
         self.layout = layout
         self.bin_dir = bin_dir
+        self.image_map = image_map
         self.phase = "starting"
         self.error = ""
         self.components: list[Component] = []
@@ -137,7 +141,7 @@ class ClusterDaemon:
                 async with KubeClient(Credentials.from_kubeconfig(plan.kubeconfig("node"))) as kube:
                     from mizzen.node.node import MizzenNode
 
-                    self._node = MizzenNode(plan, self.mesh, kube)
+                    self._node = MizzenNode(plan, self.mesh, kube, image_map=self.image_map)
                     await self._node.register()
                     running = asyncio.gather(self._supervise(http, creds), self._node.run())
                     self.phase = "installing Mizzen"
@@ -328,8 +332,10 @@ async def grant_node_proxier(admin: KubeClient, node: str) -> None:
             raise
 
 
-async def run_cluster(layout: MeshLayout, bin_dir: Path) -> int:
-    daemon = ClusterDaemon(layout, bin_dir)
+async def run_cluster(
+    layout: MeshLayout, bin_dir: Path, image_map: Mapping[str, Sequence[str]]
+) -> int:
+    daemon = ClusterDaemon(layout, bin_dir, image_map)
     with contextlib.suppress(asyncio.CancelledError):
         return await daemon.run()
     return 0

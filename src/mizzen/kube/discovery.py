@@ -37,10 +37,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 from mizzen.agent.envoy import EnvoyCommand, resolve_envoy_binary
-from mizzen.api.meshconfig import MeshConfig, MeshConfigError, load_mesh_config
+from mizzen.api.meshconfig import MeshConfig, MeshConfigError, load_mesh_config, parse_mesh_config
 from mizzen.ca.authority import (
     CA_CERT_FILE,
     CA_KEY_FILE,
@@ -115,6 +116,14 @@ class KubeDiscovery:
         self.ready = asyncio.Event()
         self.config = ClusterConfig()
         self.informers = {w.kind: self._informer(w) for w in WATCHED}
+        # The mesh ConfigMap, live: istiod applies its changes without a restart.
+        self.informers["MeshConfig"] = Informer(
+            kube,
+            resource_path("v1", "configmaps", options.namespace),
+            self._on_mesh_config,
+            params={"fieldSelector": f"metadata.name={options.install.suffixed('istio')}"},
+            kind="mesh config",
+        )
         self.snapshot: MeshSnapshot = self.config.snapshot("0", mesh)
         self.revision = 0
         self._changed = asyncio.Event()
@@ -141,6 +150,17 @@ class KubeDiscovery:
                 await self._on_namespace(event, obj)
 
         return Informer(self.kube, watched.path, handle, kind=watched.plural)
+
+    async def _on_mesh_config(self, event: str, config_map: dict[str, Any]) -> None:
+        name = f"ConfigMap {self.options.namespace}/{config_map['metadata']['name']}"
+        try:
+            text = "" if event == "DELETED" else (config_map.get("data") or {}).get("mesh", "")
+            self.mesh = parse_mesh_config(yaml.safe_load(text), f"{name} (key mesh)")
+        except (yaml.YAMLError, MeshConfigError) as exc:
+            log.error("%s: %s; the previous mesh config stays in force", name, exc)
+            return
+        log.info("mesh config from %s", name)
+        self._changed.set()
 
     # -- pods and proxies ----------------------------------------------------------
 

@@ -285,5 +285,5 @@ def local_argv(
         f"pod {pod.key}: container {name}: image {shown} has no command and no image map "
         f"entry; images cannot be pulled here: give the container a `command`, or add "
         f'`"{image or "IMAGE"}": [/path/to/program, ...]` (a trailing * matches by prefix) '
-        "to the node's image map file"
+        "to a file given to `mizzen cluster up --image-map FILE`"
     )

@@ -236,8 +236,8 @@ def cluster_role_binding(o: InstallOptions) -> Json:
 
 def role(o: InstallOptions) -> Json:
     rules = [
-        # Leader election among the replicas.
-        _rule("coordination.k8s.io", ["leases"], ["create", "get", "update"]),
+        # No leases: every write of the control plane is idempotent (create
+        # or 409, replace only when different), so the replicas need no leader.
         # Its own serving certificate and the plugged-in CA (``cacerts``).
         _rule("", ["secrets"], ["create", "get", "update"]),
         # The mesh config.
