@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -303,3 +304,13 @@ def test_proxy_without_any_discovery_address_is_an_error() -> None:
     proxy = {"name": "istio-proxy", "image": "istio/proxyv2:1", "args": ["proxy", "sidecar"]}
     with pytest.raises(ImageError, match="no discovery address"):
         run_argv(proxy, POD, {})
+
+
+def test_cluster_up_refuses_a_malformed_image_map(tmp_path: Path) -> None:
+    from mizzen.cli.cluster import up
+
+    bad = tmp_path / "images.yaml"
+    bad.write_text("docker.io/library/nginx:1.27: /usr/sbin/nginx\n")
+    result = CliRunner().invoke(up, ["--name", "never-started", "--image-map", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}: docker.io/library/nginx:1.27: must be a non-empty list" in result.output

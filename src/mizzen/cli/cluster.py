@@ -60,10 +60,10 @@ def up(name: str, timeout: float, image_map: Path | None) -> None:
     """Start the cluster and wait until it is ready."""
     layout = _layout(name)
     try:
-        tools = bin_dir()
-        preflight.check()
         if image_map is not None:
             load_image_map(image_map.read_text(), str(image_map))
+        tools = bin_dir()
+        preflight.check()
     except (ToolsMissing, MeshRuntimeError, ImageError) as exc:
         _fail(str(exc))
     if is_locked(layout.run_dir, name):
