@@ -124,7 +124,7 @@ class KubeDiscovery:
             params={"fieldSelector": f"metadata.name={options.install.suffixed('istio')}"},
             kind="mesh config",
         )
-        self.snapshot: MeshSnapshot = self.config.snapshot("0", mesh)
+        self.snapshot: MeshSnapshot = self.config.snapshot("0", mesh, options.domain)
         self.revision = 0
         self._changed = asyncio.Event()
         self._cache = ConfigCache()
@@ -144,7 +144,7 @@ class KubeDiscovery:
     def _informer(self, watched: Watched) -> Informer:
         async def handle(event: str, obj: dict[str, Any]) -> None:
             for error in self.config.update(watched, event, obj):
-                log.error("ignoring the new version (the last valid one keeps serving): %s", error)
+                log.error("%s (ignored; its last valid version, if any, keeps serving)", error)
             self._changed.set()
             if watched.kind == "Namespace":
                 await self._on_namespace(event, obj)
@@ -174,6 +174,9 @@ class KubeDiscovery:
     def _authorize(self, proxy: Proxy, peer: Peer) -> str | None:
         return authorize_proxy(proxy, peer, self.mesh.trust_domain, self.pod_record)
 
+    def _build(self, version: str) -> MeshSnapshot:
+        return self.config.snapshot(version, self.mesh, self.options.domain)
+
     async def _push_changes(self) -> None:
         """Rebuild and push after changes; events in a burst make one push."""
         while True:
@@ -181,7 +184,7 @@ class KubeDiscovery:
             await asyncio.sleep(0.05)
             self._changed.clear()
             self.revision += 1
-            self.snapshot = self.config.snapshot(str(self.revision), self.mesh)
+            self.snapshot = self._build(str(self.revision))
             self.xds.push("cluster change")
 
     # -- CA ------------------------------------------------------------------
@@ -284,7 +287,7 @@ class KubeDiscovery:
                 "namespace": namespace,
                 "labels": {"istio.io/config": "true"},
             },
-            "data": {"root-cert.pem": root_pem},
+            "data": {ROOT_CERT_FILE: root_pem},
         }
         try:
             current = await self.kube.get(path)
@@ -294,7 +297,7 @@ class KubeDiscovery:
             with contextlib.suppress(KubeError):  # 409: the other replica won
                 await self.kube.create(resource_path("v1", "configmaps", namespace), body)
             return
-        if (current.get("data") or {}).get("root-cert.pem") != root_pem:
+        if (current.get("data") or {}).get(ROOT_CERT_FILE) != root_pem:
             current["data"] = body["data"]
             await self.kube.replace(path, current)
 
@@ -331,7 +334,7 @@ class KubeDiscovery:
                 await informer.synced.wait()
             for name in self.namespaces.cache:
                 await self._on_namespace("ADDED", self.namespaces.cache[name])
-            self.snapshot = self.config.snapshot("1", self.mesh)
+            self.snapshot = self._build("1")
             self.revision = 1
             tasks.append(asyncio.create_task(self._push_changes()))
             front = await self._serve_xds(ca, chain, key)
@@ -367,7 +370,7 @@ class KubeDiscovery:
         plain ADS on 15010; returns the front's process once it listens."""
         directory = mounts.resolve(LOCAL_CERTS_DIR)
         socket = directory / "xds.sock"
-        roots = directory / "root-cert.pem"
+        roots = directory / ROOT_CERT_FILE
         write_public(roots, ca.root_pem.encode())
         certificates = CertificateService(
             ca,

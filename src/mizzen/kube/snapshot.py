@@ -29,7 +29,7 @@ from mizzen.api.parse import parse_document
 from mizzen.api.resources import Resource, Source
 from mizzen.kube.crds import CRD_SPECS
 from mizzen.model.build import build_snapshot
-from mizzen.model.snapshot import MeshSnapshot
+from mizzen.model.snapshot import DEFAULT_DOMAIN_SUFFIX, MeshSnapshot
 
 __all__ = ["WATCHED", "ClusterConfig", "Watched", "ready_pod_addresses"]
 
@@ -134,8 +134,10 @@ class ClusterConfig:
             self.resources[key] = (_order(obj), resource)
         return ()
 
-    def snapshot(self, version: str, mesh: MeshConfig) -> MeshSnapshot:
+    def snapshot(
+        self, version: str, mesh: MeshConfig, domain_suffix: str = DEFAULT_DOMAIN_SUFFIX
+    ) -> MeshSnapshot:
         ordered = tuple(r for _, r in sorted(self.resources.values(), key=lambda item: item[0]))
         pod_ips = ready_pod_addresses(self.slices.values())
         # Services carry their ClusterIPs; there is nothing to allocate.
-        return build_snapshot(ordered, pod_ips, {}, version, mesh=mesh)
+        return build_snapshot(ordered, pod_ips, {}, version, domain_suffix, mesh)
