@@ -178,3 +178,4 @@ def test_down_leaves_nothing_behind() -> None:
     assert f"mizzen:{name}" not in links
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"mz-{name}." not in netns
+    assert not list(Path("/etc/netns").glob(f"mz-{name}.*"))  # the pods' hosts files
