@@ -8,6 +8,7 @@ for its control plane); each test works in namespaces of its own.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from test_akka_pekko_mesh import (
 )
 
 from mizzen.api.parse import parse_text
+from mizzen.ca.authority import self_signed_root
 from mizzen.cluster.tools import bin_dir
 from mizzen.kube.client import Credentials
 
@@ -498,3 +500,49 @@ def test_kube_inject_of_bookinfo_passes_a_server_side_dry_run(cluster: Cluster) 
     assert injected.stdout.count("name: istio-proxy") == 6  # six Deployments
     out = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=injected.stdout)
     assert "deployment.apps/productpage-v1 created (server dry run)" in out, out
+
+
+def test_a_plug_in_ca_from_the_cacerts_secret(cluster: Cluster) -> None:
+    """Last in the module: it changes the mesh's root for every later pod."""
+    plugged, key = self_signed_root("cluster.local", datetime.now(UTC))
+    root = plugged.root_pem
+    # A root used directly as the signing CA: the chain is that root alone.
+    files = {
+        "ca-cert.pem": root,
+        "ca-key.pem": key.decode(),
+        "root-cert.pem": root,
+        "cert-chain.pem": root,
+    }
+    args = [f"--from-literal={name}={text}" for name, text in files.items()]
+    cluster.kubectl("create", "secret", "generic", "cacerts", "-n", "istio-system", *args)
+    cluster.kubectl("rollout", "restart", "-n", "istio-system", "deployment/istiod")
+    cluster.kubectl("rollout", "status", "-n", "istio-system", "deployment/istiod", "--timeout=50s")
+
+    def published() -> bool:
+        config_map = cluster.get("configmap", "-n", NS, "istio-ca-root-cert")
+        return bool(config_map["data"]["root-cert.pem"] == root)
+
+    poll(published, 60, "the plug-in root published as istio-ca-root-cert")
+    bundle = cluster.get("mutatingwebhookconfiguration", "istio-sidecar-injector")
+    assert base64.b64decode(bundle["webhooks"][0]["clientConfig"]["caBundle"]).decode() == root
+
+    # A new pod trusts that root, gets its certificate from it and its
+    # config over mutual TLS: it turns Ready only if all of that works.
+    (old,) = cluster.ready_pods(NS, "app=client")
+    cluster.kubectl("delete", "pod", "-n", NS, old["metadata"]["name"], "--wait=false")
+    poll(
+        lambda: (
+            [p["metadata"]["name"] for p in cluster.ready_pods(NS, "app=client")]
+            not in ([], [old["metadata"]["name"]])
+        ),
+        120,
+        "a new client pod Ready with the plug-in CA",
+    )
+    (new,) = cluster.ready_pods(NS, "app=client")
+    certs = json.loads(Routing(cluster).admin(f"{NS}/{new['metadata']['name']}", "/certs"))
+    serials = {
+        c["serial_number"].lower().lstrip("0")
+        for entry in certs["certificates"]
+        for c in entry["ca_cert"]
+    }
+    assert format(plugged.root_certs[0].serial_number, "x") in serials, certs

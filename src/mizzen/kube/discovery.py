@@ -52,6 +52,7 @@ from mizzen.ca.authority import (
     load_plugin,
     self_signed_root,
 )
+from mizzen.ca.errors import CaError
 from mizzen.ca.files import ensure_private_dir, write_private, write_public
 from mizzen.ca.service import CertificateService, PodRecord
 from mizzen.kube import manifests, mounts, webhooks
@@ -442,5 +443,9 @@ async def run_discovery(domain: str) -> int:
         domain=domain,
     )
     async with KubeClient(credentials, user_agent="mizzen-discovery") as kube:
-        await KubeDiscovery(options, kube, _mesh_config()).run()
+        try:
+            await KubeDiscovery(options, kube, _mesh_config()).run()
+        except CaError as exc:
+            log.error("cannot start the certificate authority: %s", exc)
+            return 1
     return 0

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+
 from mizzen.cluster.components import ClusterPlan
 from mizzen.kube.client import KubeClient, KubeError, resource_path
 from mizzen.kube.informer import Informer, object_key
@@ -214,14 +216,23 @@ class MizzenNode:
         answer = await self.kube.create(path, body)
         return str(answer["status"]["token"])
 
-    async def post_pod_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+    async def post_pod_status(self, pod: dict[str, Any], status: dict[str, Any]) -> bool:
+        """Whether the API server has the status now (a pod already gone
+        counts: there is nothing left to report)."""
         meta = pod["metadata"]
         path = resource_path("v1", "pods", meta["namespace"], meta["name"]) + "/status"
         try:
             await self.kube.merge_patch(path, {"status": status})
         except KubeError as exc:
-            if exc.status != 404:
-                log.warning("pod %s: status update failed: %s", object_key(pod), exc)
+            if exc.status == 404:
+                return True
+            log.warning("pod %s: status update failed: %s", object_key(pod), exc)
+            return False
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # A dropped keep-alive connection, an API server restarting.
+            log.warning("pod %s: status update failed: %s", object_key(pod), exc)
+            return False
+        return True
 
     # -- services: hosts files and ClusterIP rules ----------------------------
 

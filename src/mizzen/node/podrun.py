@@ -71,6 +71,7 @@ class PodRun:
         self._networking: tuple[Any, Any] | None = None
         self._services_on = False
         self._last_status: dict[str, Any] | None = None
+        self._reporting = asyncio.Lock()
         self._sources: sp.Sources = {}
         self._last_flags: dict[str, bool] = {}
         self.volume_paths: dict[str, str] = {}
@@ -343,7 +344,9 @@ class PodRun:
                     ready = False
                 if ready != self.containers[index].ready:
                     self.containers[index] = replace(self.containers[index], ready=ready)
-                    await self._report()
+                # Every round: it posts only what changed, and retries a
+                # status whose patch failed.
+                await self._report()
             # Probe often until ready, so a pod is Ready soon after it can be.
             period = (
                 probe.period if (live or self.containers[index].ready) else min(probe.period, 0.5)
@@ -385,26 +388,29 @@ class PodRun:
             )
 
     async def _report(self) -> None:
-        if self.terminating:
-            return
-        flags = self._flags()
-        now = _now()
-        for kind, value in flags.items():
-            if self._last_flags.get(kind) != value:
-                self.transitions[kind] = now
-        self._last_flags = flags
-        status = pod_status(
-            host_ip=str(self.node.plan.apiserver_ip),
-            pod_ip=self.ip,
-            started=self.started,
-            init=self.init,
-            containers=self.containers,
-            transitions=self.transitions,
-            phase=self.phase,
-        )
-        if status != self._last_status:
-            self._last_status = status
-            await self.node.post_pod_status(self.pod, status)
+        # One report at a time, each with the state as it is when its turn
+        # comes: two patches in flight at once may land in either order, and
+        # an older one landing last would leave a stale status for good.
+        async with self._reporting:
+            if self.terminating:
+                return
+            flags = self._flags()
+            now = _now()
+            for kind, value in flags.items():
+                if self._last_flags.get(kind) != value:
+                    self.transitions[kind] = now
+            self._last_flags = flags
+            status = pod_status(
+                host_ip=str(self.node.plan.apiserver_ip),
+                pod_ip=self.ip,
+                started=self.started,
+                init=self.init,
+                containers=self.containers,
+                transitions=self.transitions,
+                phase=self.phase,
+            )
+            if status != self._last_status and await self.node.post_pod_status(self.pod, status):
+                self._last_status = status
 
     def _flags(self) -> dict[str, bool]:
         initialized = all(c.exit_code == 0 for c in self.init)
