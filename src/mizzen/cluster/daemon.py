@@ -144,14 +144,11 @@ class ClusterDaemon:
                     self._node = MizzenNode(plan, self.mesh, kube, image_map=self.image_map)
                     await self._node.register()
                     running = asyncio.gather(self._supervise(http, creds), self._node.run())
-                    self.phase = "installing Mizzen"
-                    await self._install()
-                    self.phase = "waiting for the control plane"
-                    async with KubeClient(creds) as admin:
-                        try:
-                            await wait_available(admin, InstallOptions())
-                        except RuntimeError as exc:
-                            raise RuntimeError(f"{exc}\n{self._control_plane_logs()}") from None
+                    try:
+                        await self._install_and_wait(creds)
+                    except BaseException:
+                        running.cancel()
+                        raise
                     self.phase = "ready"
                     log.info("cluster %s is ready at %s", plan.name, plan.server)
                     await running
@@ -171,6 +168,18 @@ class ClusterDaemon:
             tail = path.read_text(errors="replace").splitlines()[-lines:]
             out.append(f"--- {path.name}\n" + "\n".join(tail))
         return "\n".join(out)
+
+    async def _install_and_wait(self, creds: Credentials) -> None:
+        self.phase = "installing Mizzen"
+        await self._install()
+        self.phase = "waiting for the control plane"
+        async with KubeClient(creds) as admin:
+            try:
+                await wait_available(admin, InstallOptions())
+            except RuntimeError as exc:
+                raise RuntimeError(
+                    f"{exc}; its pods' logs end with:\n{self._control_plane_logs()}"
+                ) from None
 
     async def _install(self) -> None:
         """Apply what `mizzen install` prints, with the built kubectl."""
@@ -302,9 +311,8 @@ async def wait_available(admin: KubeClient, options: InstallOptions, timeout: fl
             return
         await asyncio.sleep(0.5)
     raise RuntimeError(
-        f"the control plane is not ready after {timeout:.0f} s ({status.get('readyReplicas', 0)}"
-        f" of {options.replicas} replicas); see `mizzen cluster kubectl -- get pods -n "
-        f"{options.namespace}` and `mizzen logs {options.namespace}/<pod>`"
+        f"the control plane is not ready after {timeout:.0f} s "
+        f"({status.get('readyReplicas', 0)} of {options.replicas} replicas)"
     )
 
 
