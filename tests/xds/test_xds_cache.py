@@ -47,8 +47,10 @@ def _res(obj: Spec, group: str = "", version: str = "v1") -> Resource:
 
 def _extras(source_labels: bool = True) -> list[Resource]:
     """Features that split or restrict sharing: exportTo, sourceLabels, a DNS
-    ServiceEntry, a gateway with a VirtualService bound to it."""
+    ServiceEntry, a gateway with a VirtualService bound to it, and a port
+    with no declared protocol (detected per connection)."""
     out = [
+        _res(Service(ObjectMeta("undeclared", "ns-0"), (ServicePort(7000, ""),), {"app": "none"})),
         _res(
             Service(
                 ObjectMeta("private", "ns-1", annotations={"networking.istio.io/exportTo": "."}),

@@ -242,7 +242,7 @@ class MeshDaemon:
                     "namespace": svc.namespace,
                     "hostname": svc.hostname,
                     "vip": svc.vip,
-                    "ports": [f"{p.port}/{p.protocol}" for p in svc.ports],
+                    "ports": [f"{p.port}/{'auto' if p.is_auto else p.protocol}" for p in svc.ports],
                     "endpoints": endpoints,
                 }
             )

@@ -35,6 +35,16 @@ class ServicePort:
     def is_http(self) -> bool:
         return self.protocol in ("HTTP", "HTTP2", "GRPC")
 
+    @property
+    def is_auto(self) -> bool:
+        """Undeclared: the sidecar sniffs each connection (Istio's protocol
+        detection) and gives HTTP the HTTP routes, anything else TCP."""
+        return self.protocol == "UNKNOWN"
+
+    @property
+    def may_be_http(self) -> bool:
+        return self.is_http or self.is_auto
+
 
 @dataclass(frozen=True)
 class MeshService:

@@ -14,6 +14,7 @@ from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.type.v3 import range_pb2
@@ -25,7 +26,13 @@ from mizzen.translate import names, tls
 from mizzen.translate.actions import destination_cluster, split_weights
 from mizzen.translate.authn import Mode, WorkloadMtls, workload_mtls
 from mizzen.translate.clusters import socket_address
-from mizzen.translate.filters import ORIGINAL_DST_FILTER, http_connection_manager, pack, tcp_proxy
+from mizzen.translate.filters import (
+    ORIGINAL_DST_FILTER,
+    duration,
+    http_connection_manager,
+    pack,
+    tcp_proxy,
+)
 from mizzen.translate.gateways import GatewayServer, selected_servers
 from mizzen.translate.lookup import (
     MESH_GATEWAY,
@@ -35,12 +42,16 @@ from mizzen.translate.lookup import (
     visible_services,
 )
 from mizzen.translate.matches import MatchContext, applies
-from mizzen.translate.routes import inbound_route_config, sidecar_http_ports
+from mizzen.translate.routes import inbound_route_config
 
 OUTBOUND = base_pb2.OUTBOUND
 INBOUND = base_pb2.INBOUND
 
 TLS_INSPECTOR_FILTER = "envoy.filters.listener.tls_inspector"
+HTTP_INSPECTOR_FILTER = "envoy.filters.listener.http_inspector"
+# What the HTTP inspector reports for HTTP/1.x and for HTTP/2 with prior
+# knowledge; anything else on an undeclared port is TCP.
+SNIFFED_HTTP = ("http/1.1", "h2c")
 # Inbound chain names: the mTLS chain keeps Istio's cluster-like name, the
 # others say what they accept.
 PLAINTEXT_SUFFIX = "-plaintext"
@@ -98,38 +109,70 @@ def tcp_proxy_filter(stat_prefix: str, split: tuple[tuple[str, int], ...], defau
 
 
 def tcp_service_listener(
-    snapshot: MeshSnapshot, proxy: Proxy, service: MeshService, port: int, address: str
+    snapshot: MeshSnapshot,
+    proxy: Proxy,
+    service: MeshService,
+    port: int,
+    address: str,
+    *,
+    sniffed: bool = False,
 ) -> Any:
+    """The listener of a TCP port; with ``sniffed`` (an undeclared port),
+    connections the HTTP inspector found to be HTTP take the port's HTTP
+    routes instead."""
     ctx = MatchContext(port, MESH_GATEWAY, proxy.namespace, proxy.labels)
     cluster = names.outbound_cluster(port, service.hostname)
     split = tcp_split(snapshot, mesh_virtual_service(snapshot, service.hostname), ctx)
     name = names.listener_name(address, port)
     listener = _listener(name, address, port, OUTBOUND, bind=False)
+    if sniffed:
+        # The inspector runs when virtualOutbound hands the connection over;
+        # it waits for the client's first bytes (a server-first protocol on
+        # an undeclared port waits for ever, as in Istio with its default
+        # protocolDetectionTimeout of 0s).
+        listener.listener_filters.append(
+            listener_components_pb2.ListenerFilter(
+                name=HTTP_INSPECTOR_FILTER, typed_config=pack(http_inspector_pb2.HttpInspector())
+            )
+        )
+        listener.listener_filters_timeout.CopyFrom(duration(0.0))
+        listener.continue_on_listener_filters_timeout = True
+        listener.filter_chains.append(_http_chain(name, port, SNIFFED_HTTP))
     listener.filter_chains.append(filter_chain(name, tcp_proxy_filter(cluster, split, cluster)))
     return listener
+
+
+def _http_chain(name: str, port: int, application_protocols: tuple[str, ...] = ()) -> Any:
+    manager = http_connection_manager(f"outbound_{name}", rds_name=names.sidecar_route_config(port))
+    if not application_protocols:
+        return filter_chain(name, manager)
+    chain = filter_chain(f"{name}-http", manager)
+    chain.filter_chain_match.application_protocols.extend(application_protocols)
+    return chain
 
 
 def http_outbound_listener(port: int) -> Any:
     name = names.listener_name(names.WILDCARD_ADDRESS, port)
     listener = _listener(name, names.WILDCARD_ADDRESS, port, OUTBOUND, bind=False)
-    manager = http_connection_manager(f"outbound_{name}", rds_name=names.sidecar_route_config(port))
-    listener.filter_chains.append(filter_chain(name, manager))
+    listener.filter_chains.append(_http_chain(name, port))
     return listener
 
 
 def outbound_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Any]:
     services = visible_services(snapshot, proxy)
-    http_ports = sidecar_http_ports(snapshot, proxy)
-    out = {listener.name: listener for listener in map(http_outbound_listener, http_ports)}
+    http_ports = {p.port for s in services for p in s.ports if p.is_http} - names.PROXY_PORTS
+    out = {listener.name: listener for listener in map(http_outbound_listener, sorted(http_ports))}
     for service in services:
         for port in service.ports:
-            if port.port in names.PROXY_PORTS:
+            if port.port in names.PROXY_PORTS or port.is_http:
                 continue
             address = service.vip or names.WILDCARD_ADDRESS
             name = names.listener_name(address, port.port)
             # Without a VIP a TCP port can only claim 0.0.0.0_<port> if free.
-            if not port.is_http and name not in out:
-                out[name] = tcp_service_listener(snapshot, proxy, service, port.port, address)
+            if name not in out:
+                out[name] = tcp_service_listener(
+                    snapshot, proxy, service, port.port, address, sniffed=port.is_auto
+                )
     return list(out.values())
 
 

@@ -199,7 +199,7 @@ def sidecar_route_config(snapshot: MeshSnapshot, proxy: Proxy, port: int) -> Any
     hosts = []
     for service in visible_services(snapshot, proxy):
         service_port = service.port(port)
-        if service_port is None or not service_port.is_http:
+        if service_port is None or not service_port.may_be_http:
             continue
         domains = _unique(service_domains(service, port, proxy.namespace), taken)
         if domains:
@@ -216,7 +216,9 @@ def sidecar_route_config(snapshot: MeshSnapshot, proxy: Proxy, port: int) -> Any
 
 
 def sidecar_http_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[int]:
-    ports = {p.port for s in visible_services(snapshot, proxy) for p in s.ports if p.is_http}
+    """Ports that have a route configuration: declared HTTP, or undeclared
+    (auto-detected connections that turn out HTTP use it)."""
+    ports = {p.port for s in visible_services(snapshot, proxy) for p in s.ports if p.may_be_http}
     return sorted(ports - names.PROXY_PORTS)
 
 

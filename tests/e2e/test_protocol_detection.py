@@ -1,0 +1,179 @@
+"""Ports without a declared protocol, as most Services in the wild have:
+the sidecar detects HTTP per connection, so VirtualService HTTP routes apply,
+and anything else still goes through as TCP.
+
+One pod image (akka/cluster_node.py) answers HTTP on 8000 and echoes lines
+on 9000; two Services expose those ports with no name and no appProtocol.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from e2e_helpers import free_port, mesh_name, poll
+
+HERE = Path(__file__).resolve().parent
+NODE = HERE / "akka" / "cluster_node.py"
+CLIENT = HERE / "akka" / "pod_client.py"
+NS = "detect"
+
+
+def _node(version: str) -> dict[str, Any]:
+    labels = {"app": "echo", "version": version}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"echo-{version}", "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "node",
+                            "image": "python:3.11",
+                            "command": ["python3", str(NODE)],
+                            "args": [
+                                "--http",
+                                "8000",
+                                "--remoting",
+                                "9000",
+                                "--management",
+                                "8558",
+                            ],
+                            "ports": [{"containerPort": 8000}, {"containerPort": 9000}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def _service(name: str, port: int) -> dict[str, Any]:
+    # No name, no appProtocol: Istio would detect the protocol.
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"selector": {"app": "echo"}, "ports": [{"port": port}]},
+    }
+
+
+def manifest() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": NS, "labels": {"istio-injection": "enabled"}},
+        },
+        _node("v1"),
+        _node("v2"),
+        {**_node("client"), "metadata": {"name": "client", "namespace": NS}},
+        _service("echo", 8000),
+        _service("line", 9000),
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "echo", "namespace": NS},
+            "spec": {
+                "host": "echo",
+                "subsets": [
+                    {"name": "v1", "labels": {"version": "v1"}},
+                    {"name": "v2", "labels": {"version": "v2"}},
+                ],
+            },
+        },
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "echo", "namespace": NS},
+            "spec": {
+                "hosts": ["echo"],
+                "http": [{"route": [{"destination": {"host": "echo", "subset": "v2"}}]}],
+            },
+        },
+    ]
+
+
+def mizzen(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mizzen", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("detect") / "detect.yaml"
+    docs = manifest()
+    # The client runs the same program; it is not behind either Service.
+    docs[3]["spec"]["selector"]["matchLabels"] = {"app": "client"}
+    docs[3]["spec"]["template"]["metadata"]["labels"] = {"app": "client"}
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    name = mesh_name("detect")
+    up = mizzen("up", str(path), "--detach", "--name", name, "--ingress-port", str(free_port()))
+    assert up.returncode == 0, up.stderr + up.stdout
+    try:
+        yield name
+    finally:
+        mizzen("down", "--name", name)
+
+
+def _run(mesh: str, *steps: str) -> list[Any]:
+    out = mizzen(
+        "exec", f"{NS}/client-0", "--name", mesh, "--", sys.executable, str(CLIENT), *steps
+    )
+    assert out.returncode == 0, out.stderr
+    answers: list[Any] = json.loads(out.stdout)
+    return answers
+
+
+def test_services_show_auto_for_undeclared_ports(mesh: str) -> None:
+    services = json.loads(mizzen("get", "services", "--name", mesh, "-o", "json").stdout)
+    ports = {s["name"]: s["ports"] for s in services if s["namespace"] == NS}
+    assert ports == {"echo": ["8000/auto"], "line": ["9000/auto"]}, services
+
+
+def test_http_on_an_unnamed_port_follows_the_virtual_service(mesh: str) -> None:
+    steps = [f"http=http://echo:8000/req-{i}" for i in range(20)]
+
+    def all_v2() -> bool:
+        answers = _run(mesh, *steps)
+        return all(a["status"] == 200 for a in answers) and {a["body"]["pod"] for a in answers} == {
+            "echo-v2-0"
+        }
+
+    poll(all_v2, 30, "20 of 20 requests on the unnamed port answered by v2")
+    before, answer, after = _run(mesh, "stats", "http=http://echo:8000/counted", "stats")
+    # The HTTP chain of the detected port took it (the route picked v2).
+    key = next(k for k in after if k.endswith("_8000.downstream_rq_total") and "outbound" in k)
+    assert after[key] - before.get(key, 0) == 1, key
+    assert answer["body"]["pod"] == "echo-v2-0", answer
+    # Through the receiving sidecar: the app saw Envoy's inbound address.
+    (answer,) = _run(mesh, "http=http://echo:8000/peer")
+    assert answer["body"]["peer"] == "127.0.0.6", answer
+
+
+def test_plain_tcp_on_an_unnamed_port_still_works(mesh: str) -> None:
+    before, *answers, after = _run(mesh, "stats", *(["tcp=line:9000"] * 6), "stats")
+    assert {a["body"]["pod"] for a in answers} <= {"echo-v1-0", "echo-v2-0"}
+    assert all(a["body"]["echo"] == "hello" for a in answers), answers
+    # The detected-TCP chain took them: the service's outbound cluster counted
+    # six connections, none went through an HTTP connection manager.
+    cluster = f"cluster.outbound|9000||line.{NS}.svc.cluster.local.upstream_cx_total"
+    assert after.get(cluster, 0) - before.get(cluster, 0) == 6, (before, after)
+    http_requests = {
+        k: after[k] - before.get(k, 0)
+        for k in after
+        if k.startswith("http.outbound_") and "_9000." in k and k.endswith("downstream_rq_total")
+    }
+    assert not any(http_requests.values()), http_requests
