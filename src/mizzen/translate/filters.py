@@ -102,6 +102,8 @@ def http_connection_manager(
         access_log=[stdout_access_log(HTTP_LOG_FORMAT)],
         normalize_path=wrappers_pb2.BoolValue(value=True),
         use_remote_address=wrappers_pb2.BoolValue(value=use_remote_address),
+        # Istio allows WebSocket upgrades on every HTTP route by default.
+        upgrade_configs=[hcm_pb2.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
     )
     if forward_peer_identity:
         manager.forward_client_cert_details = hcm_pb2.HttpConnectionManager.APPEND_FORWARD

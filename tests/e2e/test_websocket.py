@@ -1,0 +1,97 @@
+"""WebSocket through two sidecars, as Istio allows it on every HTTP route:
+1000 messages echoed, then a connection quiet for 60 s that still works."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from e2e_helpers import free_port, mesh_name
+
+APPS = Path(__file__).resolve().parent / "apps"
+NS = "ws"
+QUIET_SECONDS = 60
+
+
+def _deployment(name: str, command: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": name, "image": "python:3.11", "command": command}]
+                },
+            },
+        },
+    }
+
+
+def manifest() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": NS, "labels": {"istio-injection": "enabled"}},
+        },
+        _deployment("wsecho", ["python3", str(APPS / "ws_echo.py"), "8765"]),
+        # The client only needs a pod to run in.
+        _deployment("client", ["python3", "-c", "import time; time.sleep(86400)"]),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "wsecho", "namespace": NS},
+            "spec": {"selector": {"app": "wsecho"}, "ports": [{"name": "http-ws", "port": 8765}]},
+        },
+    ]
+
+
+def mizzen(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mizzen", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("ws") / "ws.yaml"
+    path.write_text(yaml.safe_dump_all(manifest(), sort_keys=False))
+    name = mesh_name("ws")
+    up = mizzen("up", str(path), "--detach", "--name", name, "--ingress-port", str(free_port()))
+    assert up.returncode == 0, up.stderr + up.stdout
+    try:
+        yield name
+    finally:
+        mizzen("down", "--name", name)
+
+
+def _client(mesh: str, count: int, quiet: float) -> dict[str, Any]:
+    command = (sys.executable, str(APPS / "ws_client.py"), "ws://wsecho:8765/", str(count))
+    out = mizzen(
+        "exec", f"{NS}/client-0", "--name", mesh, "--", *command, str(quiet), timeout=quiet + 60
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_a_thousand_messages_through_both_sidecars(mesh: str) -> None:
+    result = _client(mesh, 1000, 0)
+    assert result["matched"] == 1000, result
+    # The server's peer is its own sidecar's inbound address.
+    assert result["greeting"] == {"pod": "wsecho-0", "peer": "127.0.0.6"}, result
+
+
+def test_a_quiet_connection_survives_a_minute(mesh: str) -> None:
+    result = _client(mesh, 1, QUIET_SECONDS)
+    assert result["matched"] == 1 and result["after_quiet"], result
