@@ -183,6 +183,14 @@ def allow_any_virtual_host() -> Any:
     )
 
 
+def _counting_attempts(virtual_hosts: list[Any]) -> list[Any]:
+    """Istio's outbound and gateway routes tell the upstream which attempt a
+    request is (``x-envoy-attempt-count``)."""
+    for host in virtual_hosts:
+        host.include_request_attempt_count = True
+    return virtual_hosts
+
+
 def _route_configuration(name: str, virtual_hosts: list[Any]) -> Any:
     # Clusters may arrive after routes over ADS; never reject a route config
     # because a cluster it names is not known yet.
@@ -211,7 +219,7 @@ def sidecar_route_config(snapshot: MeshSnapshot, proxy: Proxy, port: int) -> Any
                 )
             )
     return _route_configuration(
-        names.sidecar_route_config(port), [*hosts, allow_any_virtual_host()]
+        names.sidecar_route_config(port), _counting_attempts([*hosts, allow_any_virtual_host()])
     )
 
 
@@ -283,7 +291,9 @@ def gateway_route_config(
                     name=names.virtual_host(host, port), domains=domains, routes=routes
                 )
             )
-    return _route_configuration(names.gateway_route_config(port), hosts or [_blackhole_vhost(port)])
+    return _route_configuration(
+        names.gateway_route_config(port), _counting_attempts(hosts or [_blackhole_vhost(port)])
+    )
 
 
 def gateway_http_servers(snapshot: MeshSnapshot, proxy: Proxy) -> dict[int, list[GatewayServer]]:

@@ -1,0 +1,113 @@
+"""Headers as Istio's sidecars handle them, seen by the receiving app after
+two sidecars: a request id kept when the caller sent one and made when it
+did not, the forwarded protocol, and the attempt count."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from e2e_helpers import free_port, mesh_name
+
+APPS = Path(__file__).resolve().parent / "apps"
+MIZZEN = (sys.executable, "-m", "mizzen")
+NS = "headers"
+
+FETCH = """
+import json, sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+request = urllib.request.Request(sys.argv[1], headers=json.loads(sys.argv[2]))
+print(opener.open(request, timeout=5).read().decode())
+"""
+
+
+def _deployment(name: str, command: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": name, "image": "python:3.11", "command": command}]
+                },
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    docs = [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": NS, "labels": {"istio-injection": "enabled"}},
+        },
+        _deployment("echo", ["python3", str(APPS / "echo.py"), "8080"]),
+        _deployment("client", ["python3", "-c", "import time; time.sleep(86400)"]),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "echo", "namespace": NS},
+            "spec": {
+                "selector": {"app": "echo"},
+                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+            },
+        },
+    ]
+    path = tmp_path_factory.mktemp("headers") / "headers.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    name = mesh_name("hdr")
+    up = subprocess.run(
+        [*MIZZEN, "up", str(path), "--detach", "--name", name, "--ingress-port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert up.returncode == 0, up.stderr + up.stdout
+    try:
+        yield name
+    finally:
+        subprocess.run([*MIZZEN, "down", "--name", name], timeout=120)
+
+
+def _seen(mesh: str, headers: dict[str, str]) -> dict[str, str]:
+    """The headers the echo app received for one request from the client pod."""
+    fetch = (sys.executable, "-c", FETCH, "http://echo/", json.dumps(headers))
+    out = subprocess.run(
+        [*MIZZEN, "exec", f"{NS}/client-0", "--name", mesh, "--", *fetch],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    seen: dict[str, str] = json.loads(out.stdout)["headers"]
+    return seen
+
+
+def test_a_request_id_is_kept_when_sent(mesh: str) -> None:
+    mine = str(uuid.uuid4())
+    assert _seen(mesh, {"x-request-id": mine})["x-request-id"] == mine
+
+
+def test_a_request_id_is_made_when_absent(mesh: str) -> None:
+    made = {_seen(mesh, {})["x-request-id"] for _ in range(3)}
+    assert len(made) == 3
+    assert all(uuid.UUID(value) for value in made)
+
+
+def test_forwarded_protocol_and_attempt_count(mesh: str) -> None:
+    seen = _seen(mesh, {})
+    assert seen["x-forwarded-proto"] == "http", seen
+    assert seen["x-envoy-attempt-count"] == "1", seen
