@@ -92,3 +92,30 @@ def poll(check: Callable[[], bool], deadline_s: float, what: str) -> float:
             return time.monotonic() - start
         time.sleep(0.2)
     pytest.fail(f"{what} did not happen within {deadline_s:.0f} s")
+
+
+def injected_namespace(name: str) -> dict[str, object]:
+    """A Namespace with sidecar injection on."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"istio-injection": "enabled"}},
+    }
+
+
+def command_deployment(namespace: str, name: str, command: list[str]) -> dict[str, object]:
+    """One replica of one container running ``command``, labelled app=<name>."""
+    container = {"name": name, "image": "python:3.11", "command": command}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [container]},
+            },
+        },
+    }

@@ -10,11 +10,10 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import free_port, mesh_name
+from e2e_helpers import command_deployment, free_port, injected_namespace, mesh_name
 
 APPS = Path(__file__).resolve().parent / "apps"
 MIZZEN = (sys.executable, "-m", "mizzen")
@@ -28,34 +27,12 @@ print(opener.open(request, timeout=5).read().decode())
 """
 
 
-def _deployment(name: str, command: list[str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [{"name": name, "image": "python:3.11", "command": command}]
-                },
-            },
-        },
-    }
-
-
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     docs = [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": NS, "labels": {"istio-injection": "enabled"}},
-        },
-        _deployment("echo", ["python3", str(APPS / "echo.py"), "8080"]),
-        _deployment("client", ["python3", "-c", "import time; time.sleep(86400)"]),
+        injected_namespace(NS),
+        command_deployment(NS, "echo", ["python3", str(APPS / "echo.py"), "8080"]),
+        command_deployment(NS, "client", ["python3", "-c", "import time; time.sleep(86400)"]),
         {
             "apiVersion": "v1",
             "kind": "Service",

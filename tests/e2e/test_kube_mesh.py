@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import poll
+from e2e_helpers import injected_namespace, poll
 from kube_helpers import Cluster, running_cluster
 from test_akka_pekko_mesh import (
     CLIENT,
@@ -89,11 +89,7 @@ def _echo(name: str, labels: dict[str, str], replicas: int = 1) -> dict[str, Any
 
 def _routing_manifest() -> list[dict[str, Any]]:
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": NS, "labels": {"istio-injection": "enabled"}},
-        },
+        injected_namespace(NS),
         _echo("echo-v1", {"app": "echo", "version": "v1"}),
         _echo("echo-v2", {"app": "echo", "version": "v2"}),
         _echo("client", {"app": "client"}),

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import free_port, mesh_name, poll
+from e2e_helpers import free_port, injected_namespace, mesh_name, poll
 
 HERE = Path(__file__).resolve().parent
 NODE = HERE / "akka" / "cluster_node.py"
@@ -71,11 +71,7 @@ def _service(name: str, port: int) -> dict[str, Any]:
 
 def manifest() -> list[dict[str, Any]]:
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": NS, "labels": {"istio-injection": "enabled"}},
-        },
+        injected_namespace(NS),
         _node("v1"),
         _node("v2"),
         {**_node("client"), "metadata": {"name": "client", "namespace": NS}},

@@ -12,41 +12,19 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import free_port, mesh_name
+from e2e_helpers import command_deployment, free_port, injected_namespace, mesh_name
 
 APPS = Path(__file__).resolve().parent / "apps"
 NS = "ws"
 QUIET_SECONDS = 60
 
 
-def _deployment(name: str, command: list[str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [{"name": name, "image": "python:3.11", "command": command}]
-                },
-            },
-        },
-    }
-
-
 def manifest() -> list[dict[str, Any]]:
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": NS, "labels": {"istio-injection": "enabled"}},
-        },
-        _deployment("wsecho", ["python3", str(APPS / "ws_echo.py"), "8765"]),
+        injected_namespace(NS),
+        command_deployment(NS, "wsecho", ["python3", str(APPS / "ws_echo.py"), "8765"]),
         # The client only needs a pod to run in.
-        _deployment("client", ["python3", "-c", "import time; time.sleep(86400)"]),
+        command_deployment(NS, "client", ["python3", "-c", "import time; time.sleep(86400)"]),
         {
             "apiVersion": "v1",
             "kind": "Service",
