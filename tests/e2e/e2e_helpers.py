@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -119,3 +122,29 @@ def command_deployment(namespace: str, name: str, command: list[str]) -> dict[st
             },
         },
     }
+
+
+@contextlib.contextmanager
+def running_mesh(docs: list[Any], base: str, directory: Path) -> Iterator[str]:
+    """`mizzen up --detach` on ``docs`` (written to ``directory``); yields
+    the mesh's name, then `mizzen down`."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    mizzen = [sys.executable, "-m", "mizzen"]
+    path = directory / f"{base}.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    name = mesh_name(base)
+    up = subprocess.run(
+        [*mizzen, "up", str(path), "--detach", "--name", name, "--ingress-port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert up.returncode == 0, up.stderr + up.stdout
+    try:
+        yield name
+    finally:
+        subprocess.run([*mizzen, "down", "--name", name], capture_output=True, timeout=120)

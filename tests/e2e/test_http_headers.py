@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from e2e_helpers import command_deployment, free_port, injected_namespace, mesh_name
+from e2e_helpers import command_deployment, injected_namespace, running_mesh
 
 APPS = Path(__file__).resolve().parent / "apps"
 MIZZEN = (sys.executable, "-m", "mizzen")
@@ -43,20 +42,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             },
         },
     ]
-    path = tmp_path_factory.mktemp("headers") / "headers.yaml"
-    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    name = mesh_name("hdr")
-    up = subprocess.run(
-        [*MIZZEN, "up", str(path), "--detach", "--name", name, "--ingress-port", str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert up.returncode == 0, up.stderr + up.stdout
-    try:
+    with running_mesh(docs, "hdr", tmp_path_factory.mktemp("headers")) as name:
         yield name
-    finally:
-        subprocess.run([*MIZZEN, "down", "--name", name], timeout=120)
 
 
 def _seen(mesh: str, headers: dict[str, str]) -> dict[str, str]:

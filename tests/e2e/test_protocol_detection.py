@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from e2e_helpers import free_port, injected_namespace, mesh_name, poll
+from e2e_helpers import injected_namespace, poll, running_mesh
 
 HERE = Path(__file__).resolve().parent
 NODE = HERE / "akka" / "cluster_node.py"
@@ -109,19 +108,12 @@ def mizzen(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("detect") / "detect.yaml"
     docs = manifest()
     # The client runs the same program; it is not behind either Service.
     docs[3]["spec"]["selector"]["matchLabels"] = {"app": "client"}
     docs[3]["spec"]["template"]["metadata"]["labels"] = {"app": "client"}
-    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    name = mesh_name("detect")
-    up = mizzen("up", str(path), "--detach", "--name", name, "--ingress-port", str(free_port()))
-    assert up.returncode == 0, up.stderr + up.stdout
-    try:
+    with running_mesh(docs, "detect", tmp_path_factory.mktemp("detect")) as name:
         yield name
-    finally:
-        mizzen("down", "--name", name)
 
 
 def _run(mesh: str, *steps: str) -> list[Any]:

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from e2e_helpers import command_deployment, free_port, injected_namespace, mesh_name
+from e2e_helpers import command_deployment, injected_namespace, running_mesh
 
 APPS = Path(__file__).resolve().parent / "apps"
 NS = "ws"
@@ -42,15 +41,8 @@ def mizzen(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("ws") / "ws.yaml"
-    path.write_text(yaml.safe_dump_all(manifest(), sort_keys=False))
-    name = mesh_name("ws")
-    up = mizzen("up", str(path), "--detach", "--name", name, "--ingress-port", str(free_port()))
-    assert up.returncode == 0, up.stderr + up.stdout
-    try:
+    with running_mesh(manifest(), "ws", tmp_path_factory.mktemp("ws")) as name:
         yield name
-    finally:
-        mizzen("down", "--name", name)
 
 
 def _client(mesh: str, count: int, quiet: float) -> dict[str, Any]:

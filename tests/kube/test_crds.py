@@ -1,4 +1,5 @@
-"""The generated CRDs against Istio's own (``/work/shared/istio-api``).
+"""The generated CRDs against Istio's own (``../shared/istio-api`` beside the
+checkout, or ``$MIZZEN_SHARED/istio-api``).
 
 For every kind Mizzen serves: same group, names, scope, versions with their
 served/storage flags, status subresource and printer columns; and, for every
@@ -10,6 +11,7 @@ difference fails with its path unless it is listed, with its reason, in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ import yaml
 from mizzen.api.parse import SUPPORTED
 from mizzen.kube.crds import CRD_SPECS, chart_crd_files, crds
 
-ISTIO_CRDS = Path("/work/shared/istio-api/customresourcedefinitions.gen.yaml")
+SHARED = Path(os.environ.get("MIZZEN_SHARED") or Path(__file__).resolve().parents[3] / "shared")
+ISTIO_CRDS = SHARED / "istio-api" / "customresourcedefinitions.gen.yaml"
 CHART_CRDS = Path(__file__).resolve().parents[2] / "charts" / "mizzen" / "crds"
 
 # Schema keywords compared node by node.
@@ -62,6 +65,8 @@ INTENTIONAL: dict[tuple[str, str, str], str] = {}
 
 
 def _istio() -> dict[str, dict[str, Any]]:
+    if not ISTIO_CRDS.exists():
+        pytest.skip(f"Istio's CRDs are not at {ISTIO_CRDS} (set MIZZEN_SHARED)")
     docs = [d for d in yaml.safe_load_all(ISTIO_CRDS.read_text(encoding="utf-8")) if d]
     return {d["spec"]["names"]["kind"]: d for d in docs}
 
@@ -316,7 +321,7 @@ def test_committed_chart_crds_are_current() -> None:
 # ---------------------------------------------------------------------------
 # The schema and the validator agree on real resources
 
-SAMPLES = Path("/work/shared/istio-samples")
+SAMPLES = SHARED / "istio-samples"
 
 # Specs the API server's schema check refuses; Mizzen's validator must too.
 SCHEMA_INVALID = [
@@ -358,6 +363,8 @@ def _verdicts(kind: str, spec: Any) -> tuple[bool, bool]:
 
 
 def test_samples_the_validator_accepts_pass_the_schema() -> None:
+    if not SAMPLES.is_dir():
+        pytest.skip(f"Istio's samples are not at {SAMPLES} (set MIZZEN_SHARED)")
     checked = 0
     for where, kind, spec in _sample_specs():
         schema_ok, mizzen_ok = _verdicts(kind, spec)
