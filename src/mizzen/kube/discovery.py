@@ -274,8 +274,9 @@ class KubeDiscovery:
     async def _on_namespace(self, kind: str, ns: dict[str, Any]) -> None:
         if kind == "DELETED" or ns.get("status", {}).get("phase") == "Terminating":
             return
-        if self.ca is not None:  # else run() publishes to all once the CA is up
-            await self.publish_root(ns["metadata"]["name"], self.ca.root_pem)
+        # run() loads the CA before any informer starts.
+        assert self.ca is not None
+        await self.publish_root(ns["metadata"]["name"], self.ca.root_pem)
 
     async def publish_root(self, namespace: str, root_pem: str) -> None:
         name = manifests.CA_ROOT_CONFIGMAP
@@ -333,8 +334,6 @@ class KubeDiscovery:
             tasks = [asyncio.create_task(i.run()) for i in self.informers.values()]
             for informer in self.informers.values():
                 await informer.synced.wait()
-            for name in self.namespaces.cache:
-                await self._on_namespace("ADDED", self.namespaces.cache[name])
             self.snapshot = self._build("1")
             self.revision = 1
             tasks.append(asyncio.create_task(self._push_changes()))
