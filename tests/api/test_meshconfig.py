@@ -24,6 +24,8 @@ def test_defaults_are_istios() -> None:
         assert mesh.trust_domain == "cluster.local"
         assert mesh.root_namespace == "istio-system"
         assert mesh.enable_auto_mtls is True
+        assert mesh.protocol_detection_timeout == 0.0
+        assert mesh.h2_upgrade_policy == "DO_NOT_UPGRADE"
         assert dict(mesh.proxy_metadata) == {}
         assert mesh.ignored == ()
 
@@ -32,6 +34,8 @@ BARE = """\
 trustDomain: example.org
 rootNamespace: mesh-root
 enableAutoMtls: false
+protocolDetectionTimeout: 250ms
+h2UpgradePolicy: UPGRADE
 defaultConfig:
   proxyMetadata:
     SECRET_TTL: 2m
@@ -55,6 +59,8 @@ def test_bare_and_wrapped_forms_read_the_same(form: str, tmp_path: Path) -> None
     assert mesh.trust_domain == "example.org"
     assert mesh.root_namespace == "mesh-root"
     assert mesh.enable_auto_mtls is False
+    assert mesh.protocol_detection_timeout == 0.25
+    assert mesh.h2_upgrade_policy == "UPGRADE"
     assert dict(mesh.proxy_metadata) == {"SECRET_TTL": "2m", "OTHER": "7"}
     # Read but not acted on: listed, sorted, never silently dropped.
     assert mesh.ignored == ("accessLogFile", "outboundTrafficPolicy")
@@ -75,6 +81,10 @@ def test_bare_and_wrapped_forms_read_the_same(form: str, tmp_path: Path) -> None
         ({"rootNamespace": "-x"}, "rootNamespace", "'-x'"),
         ({"enableAutoMtls": "yes please"}, "enableAutoMtls", "'yes please'"),
         ({"enableAutoMtls": 1}, "enableAutoMtls", "1"),
+        ({"protocolDetectionTimeout": "soon"}, "protocolDetectionTimeout", "'soon'"),
+        ({"protocolDetectionTimeout": "-1s"}, "protocolDetectionTimeout", "'-1s'"),
+        ({"protocolDetectionTimeout": 5}, "protocolDetectionTimeout", "5"),
+        ({"h2UpgradePolicy": "upgrade"}, "h2UpgradePolicy", "'upgrade'"),
     ],
 )
 def test_bad_fields_name_source_field_and_value(

@@ -116,10 +116,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield name
 
 
-def _run(mesh: str, *steps: str) -> list[Any]:
-    out = mizzen(
-        "exec", f"{NS}/client-0", "--name", mesh, "--", sys.executable, str(CLIENT), *steps
-    )
+def _run(mesh: str, *steps: str, pod: str = "client-0") -> list[Any]:
+    out = mizzen("exec", f"{NS}/{pod}", "--name", mesh, "--", sys.executable, str(CLIENT), *steps)
     assert out.returncode == 0, out.stderr
     answers: list[Any] = json.loads(out.stdout)
     return answers
@@ -165,3 +163,29 @@ def test_plain_tcp_on_an_unnamed_port_still_works(mesh: str) -> None:
         if k.startswith("http.outbound_") and "_9000." in k and k.endswith("downstream_rq_total")
     }
     assert not any(http_requests.values()), http_requests
+
+
+def _grown(before: dict[str, int], after: dict[str, int], key: str) -> int:
+    return after.get(key, 0) - before.get(key, 0)
+
+
+def test_the_receiving_sidecar_detects_http_and_tcp_inside_mtls(mesh: str) -> None:
+    """The server side sniffs too: the caller's sidecar says over mTLS (by
+    ALPN) that a connection carries HTTP, so the receiving sidecar serves it
+    with its HTTP connection manager; the echo lines stay TCP."""
+    poll(
+        lambda: _run(mesh, "http=http://echo:8000/warm")[0]["body"]["pod"] == "echo-v2-0",
+        30,
+        "the route to v2 in place",
+    )
+    (before,) = _run(mesh, "stats", pod="echo-v2-0")
+    answers = _run(mesh, *(["http=http://echo:8000/in"] * 3), *(["tcp=line:9000"] * 4))
+    (after,) = _run(mesh, "stats", pod="echo-v2-0")
+    assert all(a.get("status", 200) == 200 for a in answers), answers
+    assert _grown(before, after, "http.inbound_0.0.0.0_8000.downstream_rq_total") == 3
+    # Over mTLS: every connection the inbound HTTP manager served was TLS.
+    prefix = "http.inbound_0.0.0.0_8000.downstream_cx_"
+    assert after[prefix + "ssl_total"] == after[prefix + "total"] >= 1, after
+    tcp_to_v2 = sum(a["body"]["pod"] == "echo-v2-0" for a in answers[3:])
+    assert _grown(before, after, "cluster.inbound|9000||.upstream_cx_total") == tcp_to_v2
+    assert after.get("http.inbound_0.0.0.0_9000.downstream_rq_total", 0) == 0

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
+from mizzen.api.resources import DestinationRule, ObjectMeta, Subset, TrafficPolicy
 from mizzen.model.snapshot import MeshService, ServicePort, Workload
 from mizzen.translate.clusters import build_clusters
 
@@ -66,6 +68,59 @@ def test_grpc_and_http2_ports_speak_http2_upstream() -> None:
         "typedExtensionProtocolOptions"
         not in found["outbound|8080||grpc.default.svc.cluster.local"]
     )
+
+
+def _protocol(cluster: dict[str, Any]) -> str:
+    options = cluster.get("typedExtensionProtocolOptions", {}).get(H2, {})
+    if "useDownstreamProtocolConfig" in options:
+        return "downstream"
+    return "h2" if "explicitHttpConfig" in options else "http/1.1"
+
+
+def test_undeclared_ports_keep_the_clients_protocol_both_ways() -> None:
+    svc = service("echo", ports=(("", 8000, "UNKNOWN"),), selector={"app": "echo"})
+    pod = Workload("echo-0", "default", "10.1.0.9", {"app": "echo"})
+    snap = snapshot([svc], workloads=[pod])
+    assert _protocol(clusters(snap)["outbound|8000||echo.default.svc.cluster.local"]) == (
+        "downstream"
+    )
+    inbound = clusters(snap, sidecar("echo-0", labels={"app": "echo"}))["inbound|8000||"]
+    assert _protocol(inbound) == "downstream"
+
+
+def _upgrade(policy: str) -> TrafficPolicy:
+    return TrafficPolicy(connection_pool={"http": {"h2UpgradePolicy": policy}})
+
+
+def _rule(host: str, policy: TrafficPolicy, *subsets: Subset) -> DestinationRule:
+    return DestinationRule(ObjectMeta(f"{host}-dr", "default"), host, policy, subsets)
+
+
+def test_h2_upgrade_policy_rule_over_mesh_subset_over_rule() -> None:
+    rule = _rule(
+        "reviews",
+        _upgrade("UPGRADE"),
+        Subset("v1", {"version": "v1"}, _upgrade("DO_NOT_UPGRADE")),
+        Subset("v2", {"version": "v2"}),
+    )
+    found = clusters(bookinfo(destination_rules=[rule]))
+    assert _protocol(found[f"outbound|9080||{REVIEWS}"]) == "h2"
+    assert _protocol(found[f"outbound|9080|v1|{REVIEWS}"]) == "http/1.1"
+    assert _protocol(found[f"outbound|9080|v2|{REVIEWS}"]) == "h2"
+    # HTTP/2 negotiated with the server's sidecar too.
+    match = found[f"outbound|9080||{REVIEWS}"]["transportSocketMatches"][0]
+    assert match["transportSocket"]["typedConfig"]["commonTlsContext"]["alpnProtocols"] == [
+        "istio",
+        "h2",
+    ]
+    # The mesh-wide default applies where no rule says; TCP is never upgraded.
+    upgraded = replace(bookinfo(), h2_upgrade=True)
+    found = clusters(upgraded)
+    assert _protocol(found["outbound|9080||details.default.svc.cluster.local"]) == "h2"
+    assert _protocol(found["outbound|27017||mongodb.default.svc.cluster.local"]) == "http/1.1"
+    rule = _rule("details", _upgrade("DO_NOT_UPGRADE"))
+    found = clusters(replace(bookinfo(destination_rules=[rule]), h2_upgrade=True))
+    assert _protocol(found["outbound|9080||details.default.svc.cluster.local"]) == "http/1.1"
 
 
 def test_inbound_cluster_is_loopback_bound_from_127_0_0_6() -> None:

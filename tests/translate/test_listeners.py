@@ -53,6 +53,7 @@ def test_http_port_listener_uses_rds_by_port() -> None:
         "routeConfigName": "9080",
     }
     assert [f["name"] for f in config["httpFilters"]] == [
+        "envoy.filters.http.grpc_stats",
         "envoy.filters.http.fault",
         "envoy.filters.http.router",
     ]

@@ -28,7 +28,17 @@ DEFAULT_SECRET_TTL_S = 24 * 3600.0
 SECRET_TTL = "SECRET_TTL"
 PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
 
-_KNOWN = frozenset({"trustDomain", "rootNamespace", "enableAutoMtls", "defaultConfig"})
+_KNOWN = frozenset(
+    {
+        "trustDomain",
+        "rootNamespace",
+        "enableAutoMtls",
+        "defaultConfig",
+        "protocolDetectionTimeout",
+        "h2UpgradePolicy",
+    }
+)
+H2_UPGRADE_POLICIES = ("DO_NOT_UPGRADE", "UPGRADE")
 # Matched with fullmatch: ``$`` would also accept a trailing newline.
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _TRUST_DOMAIN = re.compile(r"[a-z0-9._-]+")
@@ -43,6 +53,9 @@ class MeshConfig:
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     enable_auto_mtls: bool = True
+    # Seconds a sidecar sniffs an undeclared port's first bytes; 0 waits.
+    protocol_detection_timeout: float = 0.0
+    h2_upgrade_policy: str = "DO_NOT_UPGRADE"
     # defaultConfig.proxyMetadata: environment of every proxy's agent.
     proxy_metadata: Mapping[str, str] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()  # top-level fields read but not acted on
@@ -83,11 +96,22 @@ def parse_mesh_config(raw: Any, source: str = "mesh config") -> MeshConfig:
     auto = raw.get("enableAutoMtls", True)
     if not isinstance(auto, bool):
         raise fail("enableAutoMtls", f"must be true or false, not {auto!r}")
+    detection = raw.get("protocolDetectionTimeout", "0s")
+    seconds = parse_duration(detection) if isinstance(detection, str) else None
+    if seconds is None or seconds < 0:
+        raise fail(
+            "protocolDetectionTimeout", f"must be a duration such as 100ms or 0s, not {detection!r}"
+        )
+    upgrade = raw.get("h2UpgradePolicy", "DO_NOT_UPGRADE")
+    if upgrade not in H2_UPGRADE_POLICIES:
+        raise fail("h2UpgradePolicy", f"must be DO_NOT_UPGRADE or UPGRADE, not {upgrade!r}")
     metadata = _proxy_metadata(raw.get("defaultConfig"), "defaultConfig", fail)
     return MeshConfig(
         trust_domain=trust_domain,
         root_namespace=root,
         enable_auto_mtls=auto,
+        protocol_detection_timeout=seconds,
+        h2_upgrade_policy=upgrade,
         proxy_metadata=metadata,
         ignored=tuple(sorted(str(k) for k in raw if k not in _KNOWN)),
     )

@@ -105,6 +105,8 @@ def build_snapshot(
         root_namespace=mesh.root_namespace,
         trust_domain=mesh.trust_domain,
         auto_mtls=mesh.enable_auto_mtls,
+        protocol_detection_timeout=mesh.protocol_detection_timeout,
+        h2_upgrade=mesh.h2_upgrade_policy == "UPGRADE",
         service_accounts=service_identities(resources, services, plans, mesh.trust_domain),
     )
 

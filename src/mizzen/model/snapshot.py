@@ -16,9 +16,8 @@ from mizzen.api.meshconfig import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN
 from mizzen.api.resources import DestinationRule, Gateway, PeerAuthentication, VirtualService
 
 # HTTP, HTTP2 and GRPC are all proxied by the HTTP connection manager; TCP and
-# TLS are proxied as opaque streams; UNKNOWN is Istio's auto-detect, which we
-# treat as HTTP on the inbound and outbound HTTP paths only when sniffing is
-# available (today: TCP).
+# TLS are proxied as opaque streams; UNKNOWN is Istio's auto-detect: each
+# connection is sniffed and takes the HTTP path or the TCP one.
 Protocol = Literal["HTTP", "HTTP2", "GRPC", "TCP", "TLS", "MONGO", "UDP", "UNKNOWN"]
 
 DEFAULT_DOMAIN_SUFFIX = "cluster.local"
@@ -115,6 +114,11 @@ class MeshSnapshot:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     auto_mtls: bool = True
+    # MeshConfig: how long a sidecar sniffs an undeclared port before it
+    # calls the connection TCP (0: for ever), and whether HTTP/1.1 upstream
+    # connections are upgraded to HTTP/2 unless a DestinationRule says.
+    protocol_detection_timeout: float = 0.0
+    h2_upgrade: bool = False
     # hostname -> SPIFFE identities of every workload behind it, ready or
     # not: what a client accepts from the server's certificate.
     service_accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

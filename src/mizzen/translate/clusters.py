@@ -11,7 +11,7 @@ the rest, unless the service's namespace (or the mesh) disables mTLS.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from envoy.config.core.v3 import address_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
+from mizzen.api.resources import TrafficPolicy
 from mizzen.model.snapshot import MeshService, MeshSnapshot, Proxy, ServicePort
 from mizzen.translate import names, tls
 from mizzen.translate.authn import service_mode
@@ -35,6 +36,7 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 Discovery = Literal["EDS", "STRICT_DNS", "ORIGINAL_DST"]
+UpstreamProtocol = Literal["HTTP1", "HTTP2", "DOWNSTREAM"]
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,17 @@ def _base(name: str, kind: Any) -> Any:
     )
 
 
-def _use_http2(cluster: Any) -> None:
+def _set_protocol(cluster: Any, protocol: UpstreamProtocol) -> None:
+    """HTTP/2 or the downstream's protocol to the upstream; nothing is set
+    for HTTP/1.1, Envoy's default (and TCP proxies ignore it)."""
     options = http_protocol_options_pb2.HttpProtocolOptions()
-    options.explicit_http_config.http2_protocol_options.SetInParent()
+    if protocol == "HTTP2":
+        options.explicit_http_config.http2_protocol_options.SetInParent()
+    elif protocol == "DOWNSTREAM":
+        options.use_downstream_protocol_config.http_protocol_options.SetInParent()
+        options.use_downstream_protocol_config.http2_protocol_options.SetInParent()
+    else:
+        return
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
 
 
@@ -141,15 +151,18 @@ def outbound_cluster(snapshot: MeshSnapshot, spec: OutboundCluster) -> Any:
         cluster = _base(spec.name, cluster_pb2.Cluster.EDS)
         cluster.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
         cluster.eds_cluster_config.service_name = spec.name
-    if spec.port.protocol in ("HTTP2", "GRPC"):
-        _use_http2(cluster)
-    _upstream_tls(snapshot, spec, cluster)
+    protocol = upstream_protocol(snapshot, spec)
+    _set_protocol(cluster, protocol)
+    _upstream_tls(snapshot, spec, cluster, http2=protocol == "HTTP2")
     return cluster
 
 
-def client_tls(snapshot: MeshSnapshot, spec: OutboundCluster) -> Mapping[str, Any] | None:
-    """The DestinationRule ``tls`` settings that apply to a cluster: subset
-    port-level, subset, top-level port-level, top-level, first found."""
+def policy_setting(
+    snapshot: MeshSnapshot, spec: OutboundCluster, pick: Callable[[Mapping[str, Any]], Any]
+) -> Any:
+    """The first value ``pick`` finds (not None) in the DestinationRule
+    settings that apply to a cluster: subset port-level, subset, top-level
+    port-level, top-level; each given as the raw camelCase mapping."""
     rule = destination_rule(snapshot, spec.service.hostname)
     if rule is None:
         return None
@@ -164,20 +177,58 @@ def client_tls(snapshot: MeshSnapshot, spec: OutboundCluster) -> Mapping[str, An
             continue
         for settings in policy.port_level_settings:
             number = (settings.get("port") or {}).get("number")
-            if number == spec.port.port and settings.get("tls") is not None:
-                found: Mapping[str, Any] = settings["tls"]
+            if number == spec.port.port and (found := pick(settings)) is not None:
                 return found
-        if policy.tls is not None:
-            return policy.tls
+        if (found := pick(_settings(policy))) is not None:
+            return found
     return None
 
 
-def _upstream_tls(snapshot: MeshSnapshot, spec: OutboundCluster, cluster: Any) -> None:
+def _settings(policy: TrafficPolicy) -> Mapping[str, Any]:
+    # The typed fields are the model's truth; raw keeps what is not typed.
+    typed = {
+        "loadBalancer": policy.load_balancer,
+        "connectionPool": policy.connection_pool,
+        "outlierDetection": policy.outlier_detection,
+        "tls": policy.tls,
+    }
+    return {**policy.raw, **typed}
+
+
+def client_tls(snapshot: MeshSnapshot, spec: OutboundCluster) -> Mapping[str, Any] | None:
+    """The DestinationRule ``tls`` settings that apply to a cluster."""
+    found: Mapping[str, Any] | None = policy_setting(snapshot, spec, lambda p: p.get("tls"))
+    return found
+
+
+def _h2_upgrade_policy(settings: Mapping[str, Any]) -> str | None:
+    policy = ((settings.get("connectionPool") or {}).get("http") or {}).get("h2UpgradePolicy")
+    # DEFAULT defers to the next level and finally to the mesh config.
+    return None if policy in (None, "DEFAULT") else str(policy)
+
+
+def upstream_protocol(snapshot: MeshSnapshot, spec: OutboundCluster) -> UpstreamProtocol:
+    """HTTP/2 for ports declared HTTP/2 or gRPC, and for HTTP/1.1 ports a
+    DestinationRule (or else the mesh config) upgrades; the client's own
+    protocol on an undeclared port; HTTP/1.1 otherwise."""
+    if spec.port.protocol in ("HTTP2", "GRPC"):
+        return "HTTP2"
+    if spec.port.is_auto:
+        return "DOWNSTREAM"
+    if spec.port.protocol == "HTTP":
+        policy = policy_setting(snapshot, spec, _h2_upgrade_policy)
+        if policy == "UPGRADE" or (policy is None and snapshot.h2_upgrade):
+            return "HTTP2"
+    return "HTTP1"
+
+
+def _upstream_tls(
+    snapshot: MeshSnapshot, spec: OutboundCluster, cluster: Any, *, http2: bool
+) -> None:
     settings = client_tls(snapshot, spec)
     # ClientTLSSettings' mode defaults to DISABLE: `tls: {}` means plaintext.
     mode = settings.get("mode", "DISABLE") if settings is not None else None
     hostname, port = spec.service.hostname, spec.port.port
-    http2 = spec.port.protocol in ("HTTP2", "GRPC")
     if mode == "ISTIO_MUTUAL":
         assert settings is not None
         sni = settings.get("sni") or tls.sni(port, hostname, spec.subset)
@@ -221,7 +272,9 @@ def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[Any]:
         )
         _bind_from_proxy(cluster)
         if inbound.protocol in ("HTTP2", "GRPC"):
-            _use_http2(cluster)
+            _set_protocol(cluster, "HTTP2")
+        elif inbound.is_auto:
+            _set_protocol(cluster, "DOWNSTREAM")
         out.append(cluster)
     return out
 

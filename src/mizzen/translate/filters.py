@@ -13,8 +13,13 @@ from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import config_source_pb2, substitution_format_string_pb2
 from envoy.config.listener.v3 import listener_components_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
+from envoy.extensions.filters.common.set_filter_state.v3 import value_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.http.set_filter_state.v3 import (
+    set_filter_state_pb2,
+)
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -25,12 +30,16 @@ HCM_FILTER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
 ROUTER_FILTER = "envoy.filters.http.router"
 FAULT_FILTER = "envoy.filters.http.fault"
+GRPC_STATS_FILTER = "envoy.filters.http.grpc_stats"
+SET_FILTER_STATE_FILTER = "envoy.filters.http.set_filter_state"
+# Envoy's well-known filter state key that replaces the upstream TLS ALPN list.
+ALPN_STATE_KEY = "envoy.network.application_protocols"
 ORIGINAL_DST_FILTER = "envoy.filters.listener.original_dst"
 STDOUT_ACCESS_LOG = "envoy.access_loggers.stdout"
 
 HTTP_LOG_FORMAT = (
     '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" '
-    "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% "
+    "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% grpc=%GRPC_STATUS(NUMBER)% "
     "%BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
     '"%REQ(:AUTHORITY)%" "%REQ(X-REQUEST-ID)%" "%REQ(USER-AGENT)%" '
     '%UPSTREAM_CLUSTER% "%UPSTREAM_HOST%" '
@@ -71,10 +80,31 @@ def stdout_access_log(text_format: str) -> Any:
     return accesslog_pb2.AccessLog(name=STDOUT_ACCESS_LOG, typed_config=pack(logger))
 
 
-def http_filters() -> list[Any]:
+def alpn_override(alpn: str) -> Any:
+    """Offers ``alpn`` instead of the cluster's ALPN on the upstream
+    connections of each request (the connection pool keys on it, so these
+    connections are never shared with ones made for TCP)."""
+    value = value_pb2.FilterStateValue(
+        object_key=ALPN_STATE_KEY,
+        format_string=substitution_format_string_pb2.SubstitutionFormatString(
+            text_format_source={"inline_string": alpn}
+        ),
+        shared_with_upstream=value_pb2.FilterStateValue.ONCE,
+    )
+    config = set_filter_state_pb2.Config(on_request_headers=[value])
+    return hcm_pb2.HttpFilter(name=SET_FILTER_STATE_FILTER, typed_config=pack(config))
+
+
+def http_filters(*, alpn: str | None = None) -> list[Any]:
     # The fault filter is always present (a no-op without per-route config) so
-    # that a VirtualService adding a fault never changes the listener.
+    # that a VirtualService adding a fault never changes the listener. gRPC
+    # stats count calls by grpc-status under cluster.<name>.grpc.
+    grpc_stats = grpc_stats_pb2.FilterConfig()
+    grpc_stats.stats_for_all_methods.value = False
+    out = [] if alpn is None else [alpn_override(alpn)]
     return [
+        *out,
+        hcm_pb2.HttpFilter(name=GRPC_STATS_FILTER, typed_config=pack(grpc_stats)),
         hcm_pb2.HttpFilter(name=FAULT_FILTER, typed_config=pack(fault_pb2.HTTPFault())),
         hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router())),
     ]
@@ -87,6 +117,7 @@ def http_connection_manager(
     route_config: Any = None,
     use_remote_address: bool = False,
     forward_peer_identity: bool = False,
+    alpn: str | None = None,
 ) -> Any:
     """An HCM filter with routes from RDS (``rds_name``) or inline.
 
@@ -94,11 +125,12 @@ def http_connection_manager(
     caller's identity in ``X-Forwarded-Client-Cert``, appended to what the
     caller forwarded, in Istio's ``By=...;Hash=...;Subject="";URI=...``
     form. Elsewhere the header is stripped, so nobody can forge it.
+    ``alpn`` replaces the upstream TLS ALPN offer (see ``alpn_override``).
     """
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
-        http_filters=http_filters(),
+        http_filters=http_filters(alpn=alpn),
         access_log=[stdout_access_log(HTTP_LOG_FORMAT)],
         normalize_path=wrappers_pb2.BoolValue(value=True),
         use_remote_address=wrappers_pb2.BoolValue(value=use_remote_address),

@@ -127,15 +127,12 @@ def tcp_service_listener(
     listener = _listener(name, address, port, OUTBOUND, bind=False)
     if sniffed:
         # The inspector runs when virtualOutbound hands the connection over;
-        # it waits for the client's first bytes (a server-first protocol on
+        # it waits for the client's first bytes. A server-first protocol on
         # an undeclared port waits for ever, as in Istio with its default
-        # protocolDetectionTimeout of 0s).
-        listener.listener_filters.append(
-            listener_components_pb2.ListenerFilter(
-                name=HTTP_INSPECTOR_FILTER, typed_config=pack(http_inspector_pb2.HttpInspector())
-            )
-        )
-        listener.listener_filters_timeout.CopyFrom(duration(0.0))
+        # protocolDetectionTimeout of 0s; after a set timeout it is TCP.
+        listener.listener_filters.append(_http_inspector())
+        timeout = snapshot.protocol_detection_timeout
+        listener.listener_filters_timeout.CopyFrom(duration(timeout))
         listener.continue_on_listener_filters_timeout = True
         listener.filter_chains.append(_http_chain(name, port, SNIFFED_HTTP))
     listener.filter_chains.append(filter_chain(name, tcp_proxy_filter(cluster, split, cluster)))
@@ -143,9 +140,17 @@ def tcp_service_listener(
 
 
 def _http_chain(name: str, port: int, application_protocols: tuple[str, ...] = ()) -> Any:
-    manager = http_connection_manager(f"outbound_{name}", rds_name=names.sidecar_route_config(port))
+    """The HTTP chain of an outbound listener; with ``application_protocols``
+    (a sniffed port), only for what the HTTP inspector recognised, and
+    telling the server's sidecar over mTLS that this is HTTP."""
     if not application_protocols:
+        manager = http_connection_manager(
+            f"outbound_{name}", rds_name=names.sidecar_route_config(port)
+        )
         return filter_chain(name, manager)
+    manager = http_connection_manager(
+        f"outbound_{name}", rds_name=names.sidecar_route_config(port), alpn=tls.CLIENT_HTTP_ALPN
+    )
     chain = filter_chain(f"{name}-http", manager)
     chain.filter_chain_match.application_protocols.extend(application_protocols)
     return chain
@@ -201,9 +206,9 @@ def virtual_outbound_listener() -> Any:
     return listener
 
 
-def _inbound_filter(inbound: InboundPort, *, mtls: bool, raw: bool = False) -> Any:
+def _inbound_filter(inbound: InboundPort, *, mtls: bool, http: bool) -> Any:
     cluster = names.inbound_cluster(inbound.port)
-    if inbound.is_http and not raw:
+    if http:
         return http_connection_manager(
             f"inbound_0.0.0.0_{inbound.port}",
             route_config=inbound_route_config(inbound.port, inbound.hostname),
@@ -213,18 +218,27 @@ def _inbound_filter(inbound: InboundPort, *, mtls: bool, raw: bool = False) -> A
 
 
 def _mtls_chain(
-    name: str, network_filter: Any, port: int | None, alpn: tuple[str, ...], mode: Mode
+    name: str,
+    network_filter: Any,
+    port: int | None,
+    alpn: tuple[str, ...],
+    accepts: tuple[str, ...],
 ) -> Any:
+    """Terminates the mesh's mTLS for clients offering one of ``accepts``
+    (any TLS client when empty)."""
+    chain = filter_chain(name, network_filter, port)
+    chain.filter_chain_match.transport_protocol = "tls"
+    chain.filter_chain_match.application_protocols.extend(accepts)
+    chain.transport_socket.CopyFrom(tls.istio_downstream(alpn))
+    return chain
+
+
+def _mesh_alpns(mode: Mode, family: tuple[str, ...] = tls.ISTIO_ALPNS) -> tuple[str, ...]:
     """Istio matches any TLS under STRICT (a client without the ``istio``
     ALPN but with a mesh certificate, such as proxyless gRPC, gets in), and
     only the ``istio`` ALPN family under PERMISSIVE, where other TLS is the
     app's own and passes through."""
-    chain = filter_chain(name, network_filter, port)
-    chain.filter_chain_match.transport_protocol = "tls"
-    if mode == "PERMISSIVE":
-        chain.filter_chain_match.application_protocols.extend(tls.ISTIO_ALPNS)
-    chain.transport_socket.CopyFrom(tls.istio_downstream(alpn))
-    return chain
+    return family if mode == "PERMISSIVE" else ()
 
 
 def _tls_passthrough_chain(name: str, network_filter: Any, port: int | None) -> Any:
@@ -236,17 +250,34 @@ def _tls_passthrough_chain(name: str, network_filter: Any, port: int | None) -> 
 
 def inbound_chains(inbound: InboundPort, mode: Mode) -> list[Any]:
     """The chains of one inbound port: mTLS, plaintext, or both (PERMISSIVE,
-    told apart by the TLS inspector)."""
+    told apart by the TLS inspector).
+
+    An undeclared port gets each of them twice: HTTP for what the client's
+    sidecar marked as HTTP (ALPN ``istio-http/*``) or the HTTP inspector
+    recognised in plaintext, TCP for everything else.
+    """
     name, port = names.inbound_cluster(inbound.port), inbound.port
+    # (name suffix, HTTP?, mTLS ALPNs accepted, plaintext ALPNs required)
+    kinds: list[tuple[str, bool, tuple[str, ...], tuple[str, ...]]]
+    kinds = [("", inbound.is_http, _mesh_alpns(mode), ())]
+    if inbound.is_auto:
+        kinds = [
+            ("-http", True, tls.ISTIO_HTTP_ALPNS, SNIFFED_HTTP),
+            ("", False, _mesh_alpns(mode, tls.ISTIO_TCP_ALPNS), ()),
+        ]
     chains = []
-    if mode != "DISABLE":
-        alpn = tls.SERVER_HTTP_ALPN if inbound.is_http else ()
-        chains.append(_mtls_chain(name, _inbound_filter(inbound, mtls=True), port, alpn, mode))
-    if mode != "STRICT":
-        plaintext = _inbound_filter(inbound, mtls=False)
-        chains.append(filter_chain(f"{name}{PLAINTEXT_SUFFIX}", plaintext, port))
+    for suffix, http, accepts, sniffed in kinds:
+        if mode != "DISABLE":
+            alpn = tls.SERVER_HTTP_ALPN if http else ()
+            secure = _inbound_filter(inbound, mtls=True, http=http)
+            chains.append(_mtls_chain(name + suffix, secure, port, alpn, accepts))
+        if mode != "STRICT":
+            plaintext = _inbound_filter(inbound, mtls=False, http=http)
+            chain = filter_chain(f"{name}{PLAINTEXT_SUFFIX}{suffix}", plaintext, port)
+            chain.filter_chain_match.application_protocols.extend(sniffed)
+            chains.append(chain)
     if mode == "PERMISSIVE":
-        raw = _inbound_filter(inbound, mtls=False, raw=True)
+        raw = _inbound_filter(inbound, mtls=False, http=False)
         chains.append(_tls_passthrough_chain(f"{name}{TLS_SUFFIX}", raw, port))
     return chains
 
@@ -260,7 +291,7 @@ def passthrough_chains(mode: Mode, port: int | None = None) -> list[Any]:
     chains = []
     if mode != "DISABLE":
         proxy = tcp_proxy(cluster, cluster)
-        chains.append(_mtls_chain(CATCH_ALL_MTLS + suffix, proxy, port, (), mode))
+        chains.append(_mtls_chain(CATCH_ALL_MTLS + suffix, proxy, port, (), _mesh_alpns(mode)))
     if mode != "STRICT":
         chains.append(filter_chain(CATCH_ALL_TCP + suffix, tcp_proxy(cluster, cluster), port))
     if mode == "PERMISSIVE":
@@ -279,6 +310,16 @@ def _port_predicate(ports: list[int]) -> Any:
     if len(rules) == 1:
         return rules[0]
     return predicate(or_match=predicate.MatchSet(rules=rules))
+
+
+def _http_inspector(only: list[int] | None = None) -> Any:
+    """The HTTP inspector, on ``only`` these destination ports when given."""
+    inspector = listener_components_pb2.ListenerFilter(
+        name=HTTP_INSPECTOR_FILTER, typed_config=pack(http_inspector_pb2.HttpInspector())
+    )
+    if only:
+        inspector.filter_disabled.not_match.CopyFrom(_port_predicate(only))
+    return inspector
 
 
 def _tls_inspector(mtls: WorkloadMtls, ports: list[int]) -> Any | None:
@@ -316,12 +357,22 @@ def virtual_inbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> Any:
     listener.listener_filters.add(
         name=ORIGINAL_DST_FILTER, typed_config=pack(original_dst_pb2.OriginalDst())
     )
-    inspector = _tls_inspector(mtls, sorted(declared | set(undeclared)))
-    if inspector is not None:
+    sniffed = [p.port for p in ports if p.is_auto]
+    inspectors = [
+        _tls_inspector(mtls, sorted(declared | set(undeclared))),
+        _http_inspector(sniffed) if sniffed else None,
+    ]
+    for inspector in filter(None, inspectors):
         listener.listener_filters.append(inspector)
         # A client that never speaks first is still served after the
-        # inspector gives up (Envoy's default 15 s), as plaintext.
+        # inspectors give up, as plaintext TCP: after protocolDetectionTimeout
+        # when the mesh config sets one, else Envoy's default 15 s (Istio
+        # would wait for ever, so server-first protocols could never be
+        # PERMISSIVE).
         listener.continue_on_listener_filters_timeout = True
+        if snapshot.protocol_detection_timeout:
+            timeout = duration(snapshot.protocol_detection_timeout)
+            listener.listener_filters_timeout.CopyFrom(timeout)
     listener.filter_chains.append(
         filter_chain(
             "virtualInbound-blackhole",

@@ -29,6 +29,11 @@ class InboundPort:
     def is_http(self) -> bool:
         return self.protocol in ("HTTP", "HTTP2", "GRPC")
 
+    @property
+    def is_auto(self) -> bool:
+        """Undeclared by its service: the sidecar sniffs each connection."""
+        return self.protocol == "UNKNOWN"
+
 
 def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
@@ -109,9 +114,9 @@ def _target_port(target: int | str | None, port: int, names: Mapping[str, int]) 
 def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[InboundPort, ...]:
     """containerPorts plus the target ports of the services selecting the pod.
 
-    The first service (by hostname) to claim a port decides its protocol; ports
-    no service names are opaque TCP, Istio's behaviour without sniffing. The
-    proxy's own ports are never served to the app.
+    The first service (by hostname) to claim a port decides its protocol
+    (``UNKNOWN`` is sniffed per connection); ports no service names are
+    opaque TCP. The proxy's own ports are never served to the app.
     """
     workload = workload_of(snapshot, proxy)
     names = workload.container_ports if workload is not None else {}

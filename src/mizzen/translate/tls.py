@@ -9,7 +9,10 @@ ALPN is how the two sides recognise each other. The client offers
 ``istio`` (and ``h2`` first for HTTP/2 clusters); the server matches its
 mTLS filter chain on the ``istio`` family of ALPN values and itself offers
 only ``h2`` and ``http/1.1``, so a plain ``istio`` offer negotiates nothing
-and the HTTP codec falls back to inspecting the first bytes.
+and the HTTP codec falls back to inspecting the first bytes. On a port of
+undeclared protocol the bytes inside TLS cannot be sniffed, so the client
+says what it carries as Istio's proxies do: ``istio-http/1.1`` for HTTP
+(set per request, see ``filters.alpn_override``), ``istio`` for the rest.
 """
 
 from __future__ import annotations
@@ -36,7 +39,11 @@ TLS_SOCKET = "envoy.transport_sockets.tls"
 # whole family Istio proxies use, so that any Istio-style client matches).
 CLIENT_ALPN = ("istio",)
 CLIENT_ALPN_H2 = ("istio", "h2")
-ISTIO_ALPNS = ("istio", "istio-peer-exchange", "istio-http/1.0", "istio-http/1.1", "istio-h2")
+ISTIO_HTTP_ALPNS = ("istio-http/1.0", "istio-http/1.1", "istio-h2")
+ISTIO_TCP_ALPNS = ("istio", "istio-peer-exchange")
+ISTIO_ALPNS = ISTIO_TCP_ALPNS + ISTIO_HTTP_ALPNS
+# What an HTTP request on a sniffed port offers in place of CLIENT_ALPN.
+CLIENT_HTTP_ALPN = "istio-http/1.1"
 SERVER_HTTP_ALPN = ("h2", "http/1.1")
 
 # Endpoint metadata that selects the mTLS transport socket (Istio's key).
