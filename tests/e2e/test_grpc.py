@@ -80,8 +80,9 @@ def test_unary_call_carries_metadata_both_ways(mesh: str) -> None:
     assert reply["pod"] == "greeter-0" and reply["request"] == "hello", reply
     assert reply["metadata"]["x-caller"] == "client", reply
     # Between the sidecars it went over mTLS: the server's sidecar names the caller.
-    assert f"URI=spiffe://cluster.local/ns/{NS}/sa/default" in (
-        reply["metadata"]["x-forwarded-client-cert"]
+    assert (
+        f"URI=spiffe://cluster.local/ns/{NS}/sa/default"
+        in (reply["metadata"]["x-forwarded-client-cert"])
     )
     assert answer["initial"]["x-echo-initial"] == "greeter-0", answer
     assert answer["trailing"]["x-echo-trailer"] == "done", answer

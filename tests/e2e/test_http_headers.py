@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_helpers import command_deployment, injected_namespace, running_mesh
@@ -19,11 +20,15 @@ MIZZEN = (sys.executable, "-m", "mizzen")
 NS = "headers"
 
 FETCH = """
-import json, sys, urllib.request
+import json, sys, urllib.error, urllib.request
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 request = urllib.request.Request(sys.argv[1], headers=json.loads(sys.argv[2]))
-print(opener.open(request, timeout=5).read().decode())
+try:
+    print(json.dumps({"status": 200, **json.load(opener.open(request, timeout=5))}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "flags": e.headers.get("x-envoy-response-flags")}))
 """
+KIB = 1024
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +51,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield name
 
 
-def _seen(mesh: str, headers: dict[str, str]) -> dict[str, str]:
-    """The headers the echo app received for one request from the client pod."""
+def _fetch(mesh: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The echo app's answer to one request from the client pod, with its status."""
     fetch = (sys.executable, "-c", FETCH, "http://echo/", json.dumps(headers))
     out = subprocess.run(
         [*MIZZEN, "exec", f"{NS}/client-0", "--name", mesh, "--", *fetch],
@@ -56,7 +61,15 @@ def _seen(mesh: str, headers: dict[str, str]) -> dict[str, str]:
         timeout=30,
     )
     assert out.returncode == 0, out.stderr
-    seen: dict[str, str] = json.loads(out.stdout)["headers"]
+    answer: dict[str, Any] = json.loads(out.stdout)
+    return answer
+
+
+def _seen(mesh: str, headers: dict[str, str]) -> dict[str, str]:
+    """The headers the echo app received for one request from the client pod."""
+    answer = _fetch(mesh, headers)
+    assert answer["status"] == 200, answer
+    seen: dict[str, str] = answer["headers"]
     return seen
 
 
@@ -75,3 +88,18 @@ def test_forwarded_protocol_and_attempt_count(mesh: str) -> None:
     seen = _seen(mesh, {})
     assert seen["x-forwarded-proto"] == "http", seen
     assert seen["x-envoy-attempt-count"] == "1", seen
+
+
+def test_hop_by_hop_headers_stop_at_the_sidecar(mesh: str) -> None:
+    seen = _seen(mesh, {"Keep-Alive": "timeout=5", "Proxy-Connection": "keep-alive", "X-End": "1"})
+    assert "keep-alive" not in seen and "proxy-connection" not in seen, seen
+    assert seen["x-end"] == "1", seen
+
+
+def test_headers_up_to_envoys_limit_pass(mesh: str) -> None:
+    """Envoy's (and so Istio's) limit is 60 KiB of request headers: 50 KiB
+    reach the app; 70 KiB are refused by the caller's sidecar with 431."""
+    big = "b" * (50 * KIB)
+    assert _seen(mesh, {"x-big": big})["x-big"] == big
+    refused = _fetch(mesh, {"x-big": "b" * (70 * KIB)})
+    assert refused["status"] == 431, refused

@@ -1,5 +1,6 @@
 """WebSocket through two sidecars, as Istio allows it on every HTTP route:
-1000 messages echoed, then a connection quiet for 60 s that still works."""
+1000 messages echoed, a connection quiet for 60 s that still works, and
+upgrade requests routed by their headers like any HTTP request."""
 
 from __future__ import annotations
 
@@ -18,10 +19,22 @@ NS = "ws"
 QUIET_SECONDS = 60
 
 
+def _echo(version: str) -> dict[str, Any]:
+    deployment = command_deployment(
+        NS, f"wsecho-{version}", ["python3", str(APPS / "ws_echo.py"), "8765"]
+    )
+    labels = {"app": "wsecho", "version": version}
+    spec: Any = deployment["spec"]
+    spec["selector"]["matchLabels"] = labels
+    spec["template"]["metadata"]["labels"] = labels
+    return deployment
+
+
 def manifest() -> list[dict[str, Any]]:
     return [
         injected_namespace(NS),
-        command_deployment(NS, "wsecho", ["python3", str(APPS / "ws_echo.py"), "8765"]),
+        _echo("v1"),
+        _echo("v2"),
         # The client only needs a pod to run in.
         command_deployment(NS, "client", ["python3", "-c", "import time; time.sleep(86400)"]),
         {
@@ -29,6 +42,34 @@ def manifest() -> list[dict[str, Any]]:
             "kind": "Service",
             "metadata": {"name": "wsecho", "namespace": NS},
             "spec": {"selector": {"app": "wsecho"}, "ports": [{"name": "http-ws", "port": 8765}]},
+        },
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "wsecho", "namespace": NS},
+            "spec": {
+                "host": "wsecho",
+                "subsets": [
+                    {"name": "v1", "labels": {"version": "v1"}},
+                    {"name": "v2", "labels": {"version": "v2"}},
+                ],
+            },
+        },
+        # Upgrade requests carrying x-channel: beta go to v2, all others to v1.
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "wsecho", "namespace": NS},
+            "spec": {
+                "hosts": ["wsecho"],
+                "http": [
+                    {
+                        "match": [{"headers": {"x-channel": {"exact": "beta"}}}],
+                        "route": [{"destination": {"host": "wsecho", "subset": "v2"}}],
+                    },
+                    {"route": [{"destination": {"host": "wsecho", "subset": "v1"}}]},
+                ],
+            },
         },
     ]
 
@@ -45,10 +86,18 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield name
 
 
-def _client(mesh: str, count: int, quiet: float) -> dict[str, Any]:
+def _client(mesh: str, count: int, quiet: float, *headers: str) -> dict[str, Any]:
     command = (sys.executable, str(APPS / "ws_client.py"), "ws://wsecho:8765/", str(count))
     out = mizzen(
-        "exec", f"{NS}/client-0", "--name", mesh, "--", *command, str(quiet), timeout=quiet + 60
+        "exec",
+        f"{NS}/client-0",
+        "--name",
+        mesh,
+        "--",
+        *command,
+        str(quiet),
+        *headers,
+        timeout=quiet + 60,
     )
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout)
@@ -59,7 +108,14 @@ def test_a_thousand_messages_through_both_sidecars(mesh: str) -> None:
     result = _client(mesh, 1000, 0)
     assert result["matched"] == 1000, result
     # The server's peer is its own sidecar's inbound address.
-    assert result["greeting"] == {"pod": "wsecho-0", "peer": "127.0.0.6"}, result
+    assert result["greeting"] == {"pod": "wsecho-v1-0", "peer": "127.0.0.6"}, result
+
+
+def test_upgrade_requests_are_routed_by_their_headers(mesh: str) -> None:
+    pods = {_client(mesh, 1, 0, "x-channel=beta")["greeting"]["pod"] for _ in range(4)}
+    assert pods == {"wsecho-v2-0"}, pods
+    pods = {_client(mesh, 1, 0, "x-channel=stable")["greeting"]["pod"] for _ in range(4)}
+    assert pods == {"wsecho-v1-0"}, pods
 
 
 def test_a_quiet_connection_survives_a_minute(mesh: str) -> None:

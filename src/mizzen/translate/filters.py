@@ -136,6 +136,9 @@ def http_connection_manager(
         use_remote_address=wrappers_pb2.BoolValue(value=use_remote_address),
         # Istio allows WebSocket upgrades on every HTTP route by default.
         upgrade_configs=[hcm_pb2.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
+        # Istio turns Envoy's 5-minute stream idle timeout off: a quiet
+        # stream (SSE, a gRPC watch) lives until a route timeout says.
+        stream_idle_timeout=duration(0.0),
     )
     if forward_peer_identity:
         manager.forward_client_cert_details = hcm_pb2.HttpConnectionManager.APPEND_FORWARD
