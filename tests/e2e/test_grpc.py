@@ -32,15 +32,17 @@ def manifest() -> list[dict[str, Any]]:
         _service("greeter", {"name": "grpc", "port": 50051}),
         # The same server behind a port with no name: HTTP/2 is detected.
         _service("plain", {"port": 50051}),
+        # The greeter again, for browsers: gRPC-Web on 8080.
+        _service("web", {"name": "grpc-web", "port": 8080, "targetPort": 50051}, app="greeter"),
     ]
 
 
-def _service(name: str, port: dict[str, Any]) -> dict[str, Any]:
+def _service(name: str, port: dict[str, Any], app: str = "") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": NS},
-        "spec": {"selector": {"app": name}, "ports": [port]},
+        "spec": {"selector": {"app": app or name}, "ports": [port]},
     }
 
 
@@ -159,3 +161,20 @@ def test_grpc_on_an_unnamed_port_is_detected_as_http2(mesh: str) -> None:
     cluster = f"cluster.outbound|50051||plain.{NS}.svc.cluster.local"
     assert after[f"{cluster}.grpc.5"] - before.get(f"{cluster}.grpc.5", 0) == 1
     assert after[f"{cluster}.upstream_cx_http2_total"] >= 1, after
+
+
+def test_grpc_web_from_a_browser_reaches_a_grpc_server(mesh: str) -> None:
+    """On a grpc-web port the caller's sidecar turns gRPC-Web (HTTP/1.1)
+    into gRPC over HTTP/2 and the answer back into gRPC-Web frames, as
+    Istio's gRPC-Web filter does; the server only speaks gRPC."""
+    ok, refused = calls(mesh, "web=hello", "web=fail", target="web:8080")
+    assert ok["status"] == 200, ok
+    assert ok["headers"]["content-type"].startswith("application/grpc-web"), ok
+    (message,) = ok["messages"]
+    reply = json.loads(message)
+    assert reply["pod"] == "greeter-0" and reply["metadata"]["x-caller"] == "browser", reply
+    assert ok["trailers"]["grpc-status"] == "0" and ok["trailers"]["x-echo-trailer"] == "done"
+    # A refused call: the status comes back in the headers (trailers-only).
+    assert refused["status"] == 200 and not refused["messages"], refused
+    status = refused["headers"].get("grpc-status") or refused["trailers"].get("grpc-status")
+    assert status == "5", refused

@@ -14,8 +14,8 @@ CASES = [
     ("http2-api", 80, None, "TCP", "HTTP2"),
     ("grpc", 9000, None, "TCP", "GRPC"),
     ("grpc-api", 9000, None, "TCP", "GRPC"),
-    ("grpc-web", 9000, None, "TCP", "GRPC"),
-    ("grpc-web-ui", 9000, None, "TCP", "GRPC"),
+    ("grpc-web", 9000, None, "TCP", "GRPC_WEB"),
+    ("grpc-web-ui", 9000, None, "TCP", "GRPC_WEB"),
     ("tcp", 9000, None, "TCP", "TCP"),
     ("tcp-db", 5432, None, "TCP", "TCP"),
     ("tls", 443, None, "TCP", "TLS"),
@@ -58,7 +58,7 @@ def test_protocol_for(name: str, port: int, app: str | None, proto: str, expecte
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("HTTP", "HTTP"), ("GRPC-WEB", "GRPC"), ("HTTPS", "TLS"), ("", "UNKNOWN"), ("TCP", "TCP")],
+    [("HTTP", "HTTP"), ("GRPC-WEB", "GRPC_WEB"), ("HTTPS", "TLS"), ("", "UNKNOWN"), ("TCP", "TCP")],
 )
 def test_parse_protocol(value: str, expected: str) -> None:
     assert parse_protocol(value) == expected

@@ -47,7 +47,7 @@ from mizzen.mesh.pods import (
 )
 from mizzen.model.build import build_snapshot
 from mizzen.model.proxy import parse_node_id, proxy_from_node
-from mizzen.model.snapshot import MeshSnapshot, Proxy
+from mizzen.model.snapshot import MeshSnapshot, Proxy, ServicePort
 from mizzen.registry.pods import PodPlan, plan_pods
 from mizzen.registry.services import service_hostname
 from mizzen.registry.vips import VipAllocator
@@ -242,7 +242,7 @@ class MeshDaemon:
                     "namespace": svc.namespace,
                     "hostname": svc.hostname,
                     "vip": svc.vip,
-                    "ports": [f"{p.port}/{'auto' if p.is_auto else p.protocol}" for p in svc.ports],
+                    "ports": [f"{p.port}/{_protocol_label(p)}" for p in svc.ports],
                     "endpoints": endpoints,
                 }
             )
@@ -668,3 +668,8 @@ async def run_daemon(
     with contextlib.suppress(asyncio.CancelledError):
         return await daemon.run(paths)
     return 0
+
+
+def _protocol_label(port: ServicePort) -> str:
+    """As a user writes it: ``auto`` when sniffed, ``GRPC-WEB`` as in Istio's API."""
+    return "auto" if port.is_auto else port.protocol.replace("_", "-")

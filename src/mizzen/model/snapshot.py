@@ -15,10 +15,13 @@ from typing import Literal
 from mizzen.api.meshconfig import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN
 from mizzen.api.resources import DestinationRule, Gateway, PeerAuthentication, VirtualService
 
-# HTTP, HTTP2 and GRPC are all proxied by the HTTP connection manager; TCP and
-# TLS are proxied as opaque streams; UNKNOWN is Istio's auto-detect: each
-# connection is sniffed and takes the HTTP path or the TCP one.
-Protocol = Literal["HTTP", "HTTP2", "GRPC", "TCP", "TLS", "MONGO", "UDP", "UNKNOWN"]
+# HTTP, HTTP2, GRPC and GRPC_WEB are all proxied by the HTTP connection
+# manager (the last three with HTTP/2 upstream); TCP and TLS are proxied as
+# opaque streams; UNKNOWN is Istio's auto-detect: each connection is sniffed
+# and takes the HTTP path or the TCP one.
+Protocol = Literal["HTTP", "HTTP2", "GRPC", "GRPC_WEB", "TCP", "TLS", "MONGO", "UDP", "UNKNOWN"]
+HTTP2_PROTOCOLS: frozenset[Protocol] = frozenset({"HTTP2", "GRPC", "GRPC_WEB"})
+HTTP_PROTOCOLS: frozenset[Protocol] = HTTP2_PROTOCOLS | {"HTTP"}
 
 DEFAULT_DOMAIN_SUFFIX = "cluster.local"
 
@@ -32,7 +35,7 @@ class ServicePort:
 
     @property
     def is_http(self) -> bool:
-        return self.protocol in ("HTTP", "HTTP2", "GRPC")
+        return self.protocol in HTTP_PROTOCOLS
 
     @property
     def is_auto(self) -> bool:

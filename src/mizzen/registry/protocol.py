@@ -13,8 +13,7 @@ Order of evaluation (Istio's documented behaviour):
 
 Mizzen's ``Protocol`` is coarser than Istio's list; the mapping is:
 ``https`` and ``kubernetes.io/wss`` -> TLS (a sidecar does not terminate
-them); ``grpc-web`` -> GRPC (proxied by the HTTP connection manager, h2
-upstream); ``mysql`` and ``redis`` -> TCP (Istio ships those filters off by
+them); ``mysql`` and ``redis`` -> TCP (Istio ships those filters off by
 default, so they are proxied as TCP); ``http_proxy`` -> HTTP.
 """
 
@@ -30,7 +29,7 @@ _BY_NAME: dict[str, Protocol] = {
     "http_proxy": "HTTP",
     "http2": "HTTP2",
     "grpc": "GRPC",
-    "grpc-web": "GRPC",
+    "grpc-web": "GRPC_WEB",
     "https": "TLS",
     "tls": "TLS",
     "tcp": "TCP",
@@ -79,5 +78,5 @@ def _from_label(label: str) -> Protocol:
     lowered = label.lower()
     # grpc-web contains the separator itself, so it must be checked first.
     if lowered.startswith("grpc-web"):
-        return "GRPC"
+        return "GRPC_WEB"
     return parse_protocol(lowered.split("-", 1)[0])

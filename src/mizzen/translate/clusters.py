@@ -21,7 +21,7 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from mizzen.api.resources import TrafficPolicy
-from mizzen.model.snapshot import MeshService, MeshSnapshot, Proxy, ServicePort
+from mizzen.model.snapshot import HTTP2_PROTOCOLS, MeshService, MeshSnapshot, Proxy, ServicePort
 from mizzen.translate import names, tls
 from mizzen.translate.authn import service_mode
 from mizzen.translate.filters import ads_config_source, duration, pack
@@ -211,7 +211,7 @@ def upstream_protocol(snapshot: MeshSnapshot, spec: OutboundCluster) -> Upstream
     """HTTP/2 for ports declared HTTP/2 or gRPC, and for HTTP/1.1 ports a
     DestinationRule (or else the mesh config) upgrades; the client's own
     protocol on an undeclared port; HTTP/1.1 otherwise."""
-    if spec.port.protocol in ("HTTP2", "GRPC"):
+    if spec.port.protocol in HTTP2_PROTOCOLS:
         return "HTTP2"
     if spec.port.is_auto:
         return "DOWNSTREAM"
@@ -271,7 +271,7 @@ def inbound_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[Any]:
             static_assignment(name, [(names.INBOUND_APP_ADDRESS, inbound.port)])
         )
         _bind_from_proxy(cluster)
-        if inbound.protocol in ("HTTP2", "GRPC"):
+        if inbound.protocol in HTTP2_PROTOCOLS:
             _set_protocol(cluster, "HTTP2")
         elif inbound.is_auto:
             _set_protocol(cluster, "DOWNSTREAM")

@@ -16,6 +16,7 @@ from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.common.set_filter_state.v3 import value_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
+from envoy.extensions.filters.http.grpc_web.v3 import grpc_web_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.http.set_filter_state.v3 import (
     set_filter_state_pb2,
@@ -31,6 +32,7 @@ TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
 ROUTER_FILTER = "envoy.filters.http.router"
 FAULT_FILTER = "envoy.filters.http.fault"
 GRPC_STATS_FILTER = "envoy.filters.http.grpc_stats"
+GRPC_WEB_FILTER = "envoy.filters.http.grpc_web"
 SET_FILTER_STATE_FILTER = "envoy.filters.http.set_filter_state"
 # Envoy's well-known filter state key that replaces the upstream TLS ALPN list.
 ALPN_STATE_KEY = "envoy.network.application_protocols"
@@ -95,13 +97,18 @@ def alpn_override(alpn: str) -> Any:
     return hcm_pb2.HttpFilter(name=SET_FILTER_STATE_FILTER, typed_config=pack(config))
 
 
-def http_filters(*, alpn: str | None = None) -> list[Any]:
+def http_filters(*, alpn: str | None = None, grpc_web: bool = False) -> list[Any]:
     # The fault filter is always present (a no-op without per-route config) so
     # that a VirtualService adding a fault never changes the listener. gRPC
-    # stats count calls by grpc-status under cluster.<name>.grpc.
+    # stats count calls by grpc-status under cluster.<name>.grpc. gRPC-Web
+    # (on grpc-web ports, as Istio) becomes gRPC before routing, and back.
     grpc_stats = grpc_stats_pb2.FilterConfig()
     grpc_stats.stats_for_all_methods.value = False
     out = [] if alpn is None else [alpn_override(alpn)]
+    if grpc_web:
+        out.append(
+            hcm_pb2.HttpFilter(name=GRPC_WEB_FILTER, typed_config=pack(grpc_web_pb2.GrpcWeb()))
+        )
     return [
         *out,
         hcm_pb2.HttpFilter(name=GRPC_STATS_FILTER, typed_config=pack(grpc_stats)),
@@ -118,6 +125,7 @@ def http_connection_manager(
     use_remote_address: bool = False,
     forward_peer_identity: bool = False,
     alpn: str | None = None,
+    grpc_web: bool = False,
 ) -> Any:
     """An HCM filter with routes from RDS (``rds_name``) or inline.
 
@@ -130,7 +138,7 @@ def http_connection_manager(
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
-        http_filters=http_filters(alpn=alpn),
+        http_filters=http_filters(alpn=alpn, grpc_web=grpc_web),
         access_log=[stdout_access_log(HTTP_LOG_FORMAT)],
         normalize_path=wrappers_pb2.BoolValue(value=True),
         use_remote_address=wrappers_pb2.BoolValue(value=use_remote_address),

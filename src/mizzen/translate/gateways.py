@@ -13,7 +13,7 @@ from mizzen.api.resources import Server
 from mizzen.model.snapshot import MeshSnapshot, Proxy
 from mizzen.translate.lookup import labels_match
 
-HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC"})
+HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 
 
 @dataclass(frozen=True)

@@ -139,13 +139,15 @@ def tcp_service_listener(
     return listener
 
 
-def _http_chain(name: str, port: int, application_protocols: tuple[str, ...] = ()) -> Any:
+def _http_chain(
+    name: str, port: int, application_protocols: tuple[str, ...] = (), *, grpc_web: bool = False
+) -> Any:
     """The HTTP chain of an outbound listener; with ``application_protocols``
     (a sniffed port), only for what the HTTP inspector recognised, and
     telling the server's sidecar over mTLS that this is HTTP."""
     if not application_protocols:
         manager = http_connection_manager(
-            f"outbound_{name}", rds_name=names.sidecar_route_config(port)
+            f"outbound_{name}", rds_name=names.sidecar_route_config(port), grpc_web=grpc_web
         )
         return filter_chain(name, manager)
     manager = http_connection_manager(
@@ -156,17 +158,23 @@ def _http_chain(name: str, port: int, application_protocols: tuple[str, ...] = (
     return chain
 
 
-def http_outbound_listener(port: int) -> Any:
+def http_outbound_listener(port: int, *, grpc_web: bool = False) -> Any:
     name = names.listener_name(names.WILDCARD_ADDRESS, port)
     listener = _listener(name, names.WILDCARD_ADDRESS, port, OUTBOUND, bind=False)
-    listener.filter_chains.append(_http_chain(name, port))
+    listener.filter_chains.append(_http_chain(name, port, grpc_web=grpc_web))
     return listener
 
 
 def outbound_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Any]:
     services = visible_services(snapshot, proxy)
-    http_ports = {p.port for s in services for p in s.ports if p.is_http} - names.PROXY_PORTS
-    out = {listener.name: listener for listener in map(http_outbound_listener, sorted(http_ports))}
+    ports = [p for s in services for p in s.ports if p.port not in names.PROXY_PORTS]
+    http_ports = sorted({p.port for p in ports if p.is_http})
+    # One HTTP listener per port number: gRPC-Web on it if any service says so.
+    grpc_web = {p.port for p in ports if p.protocol == "GRPC_WEB"}
+    out = {
+        listener.name: listener
+        for listener in (http_outbound_listener(p, grpc_web=p in grpc_web) for p in http_ports)
+    }
     for service in services:
         for port in service.ports:
             if port.port in names.PROXY_PORTS or port.is_http:
@@ -213,6 +221,7 @@ def _inbound_filter(inbound: InboundPort, *, mtls: bool, http: bool) -> Any:
             f"inbound_0.0.0.0_{inbound.port}",
             route_config=inbound_route_config(inbound.port, inbound.hostname),
             forward_peer_identity=mtls,
+            grpc_web=inbound.protocol == "GRPC_WEB",
         )
     return tcp_proxy(cluster, cluster)
 
@@ -410,6 +419,7 @@ def gateway_listener(snapshot: MeshSnapshot, proxy: Proxy, entry: GatewayServer)
             f"outbound_{name}",
             rds_name=names.gateway_route_config(port),
             use_remote_address=True,  # the gateway is the edge: trust the peer address
+            grpc_web=entry.server.port.protocol == "GRPC-WEB",
         )
     else:
         ctx = MatchContext(entry.server.port.number, entry.gateway, proxy.namespace, proxy.labels)
@@ -430,7 +440,7 @@ def gateway_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Any]:
     # TODO(tls): HTTPS and TLS servers need certificates (SDS); skipped for now.
     out: dict[int, Any] = {}
     for entry in selected_servers(snapshot, proxy):
-        supported = entry.server.port.protocol in ("HTTP", "HTTP2", "GRPC", "TCP", "MONGO")
+        supported = entry.is_http or entry.server.port.protocol in ("TCP", "MONGO")
         if supported and entry.listen_port not in out:
             out[entry.listen_port] = gateway_listener(snapshot, proxy, entry)
     return list(out.values())

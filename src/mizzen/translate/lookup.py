@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 from mizzen.api.resources import DestinationRule, VirtualService
 from mizzen.model.hosts import qualify_host
-from mizzen.model.snapshot import MeshService, MeshSnapshot, Protocol, Proxy, Workload
+from mizzen.model.snapshot import (
+    HTTP_PROTOCOLS,
+    MeshService,
+    MeshSnapshot,
+    Protocol,
+    Proxy,
+    Workload,
+)
 from mizzen.translate.names import PROXY_PORTS
 
 MESH_GATEWAY = "mesh"
@@ -27,7 +34,7 @@ class InboundPort:
 
     @property
     def is_http(self) -> bool:
-        return self.protocol in ("HTTP", "HTTP2", "GRPC")
+        return self.protocol in HTTP_PROTOCOLS
 
     @property
     def is_auto(self) -> bool:
