@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
 from mizzen.api.resources import Destination, RouteDestination, TCPRoute
+from mizzen.model.snapshot import Workload
 from mizzen.translate.listeners import build_listeners
 
 from .factories import bookinfo, dr, fqdn, gateway, pa, router, service, sidecar, snapshot, vs
@@ -148,3 +150,29 @@ def test_proxy_ports_are_never_served_or_captured_twice() -> None:
         "inbound|8080||-plaintext",
         "inbound|8080||-tls",
     ]
+
+
+def _detecting_snapshot(timeout: float) -> Any:
+    svc = service("echo", ports=(("", 8000, "UNKNOWN"),), vip="10.0.0.20", selector={"app": "echo"})
+    pod = Workload("echo-0", "default", "10.1.0.9", {"app": "echo"})
+    return replace(snapshot([svc], workloads=[pod]), protocol_detection_timeout=timeout)
+
+
+def test_protocol_detection_timeout_from_the_mesh_config() -> None:
+    echo = sidecar("echo-0", labels={"app": "echo"}, ports=())
+    # Istio's default 0s: the outbound side waits for the client's bytes;
+    # the inbound side keeps Envoy's own 15 s so a silent client still gets in.
+    waiting = _detecting_snapshot(0.0)
+    assert listeners(waiting)["10.0.0.20_8000"]["listenerFiltersTimeout"] == "0s"
+    inbound = listeners(waiting, echo)["virtualInbound"]
+    assert "listenerFiltersTimeout" not in inbound
+    assert [f["name"] for f in inbound["listenerFilters"]][-1] == (
+        "envoy.filters.listener.http_inspector"
+    )
+    timed = _detecting_snapshot(0.25)
+    outbound = listeners(timed)["10.0.0.20_8000"]
+    assert outbound["listenerFiltersTimeout"] == "0.250s"
+    assert outbound["continueOnListenerFiltersTimeout"] is True
+    inbound = listeners(timed, echo)["virtualInbound"]
+    assert inbound["listenerFiltersTimeout"] == "0.250s"
+    assert inbound["continueOnListenerFiltersTimeout"] is True
