@@ -106,6 +106,26 @@ def injected_namespace(name: str) -> dict[str, object]:
     }
 
 
+def mizzen(*args: str, timeout: float = 120) -> Any:
+    """``python -m mizzen ARGS`` with its output captured (a CompletedProcess)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "mizzen", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def service(namespace: str, name: str, *ports: dict[str, Any], app: str = "") -> dict[str, object]:
+    """A Service selecting ``app=<app or name>``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"app": app or name}, "ports": list(ports)},
+    }
+
+
 def command_deployment(namespace: str, name: str, command: list[str]) -> dict[str, object]:
     """One replica of one container running ``command``, labelled app=<name>."""
     container = {"name": name, "image": "python:3.11", "command": command}

@@ -6,14 +6,13 @@ for a minute, and ``Expect: 100-continue``."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import command_deployment, injected_namespace, running_mesh
+from e2e_helpers import command_deployment, injected_namespace, mizzen, running_mesh, service
 
 from mizzen.bench.dataplane import envoy_pid_in
 
@@ -32,22 +31,8 @@ def manifest() -> list[dict[str, Any]]:
         injected_namespace(NS),
         command_deployment(NS, "bulk", ["python3", str(APPS / "bulk_http.py"), "8080"]),
         command_deployment(NS, "client", ["python3", "-c", "import time; time.sleep(86400)"]),
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "bulk", "namespace": NS},
-            "spec": {
-                "selector": {"app": "bulk"},
-                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-            },
-        },
+        service(NS, "bulk", {"name": "http", "port": 80, "targetPort": 8080}),
     ]
-
-
-def mizzen(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mizzen", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture(scope="module")

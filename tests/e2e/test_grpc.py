@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import command_deployment, injected_namespace, poll, running_mesh
+from e2e_helpers import (
+    command_deployment,
+    injected_namespace,
+    mizzen,
+    poll,
+    running_mesh,
+    service,
+)
 
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
@@ -29,27 +35,12 @@ def manifest() -> list[dict[str, Any]]:
         command_deployment(NS, "greeter", ["python3", str(APPS / "grpc_echo.py"), "50051"]),
         command_deployment(NS, "plain", ["python3", str(APPS / "grpc_echo.py"), "50051"]),
         command_deployment(NS, "client", ["python3", "-c", "import time; time.sleep(86400)"]),
-        _service("greeter", {"name": "grpc", "port": 50051}),
+        service(NS, "greeter", {"name": "grpc", "port": 50051}),
         # The same server behind a port with no name: HTTP/2 is detected.
-        _service("plain", {"port": 50051}),
+        service(NS, "plain", {"port": 50051}),
         # The greeter again, for browsers: gRPC-Web on 8080.
-        _service("web", {"name": "grpc-web", "port": 8080, "targetPort": 50051}, app="greeter"),
+        service(NS, "web", {"name": "grpc-web", "port": 8080, "targetPort": 50051}, app="greeter"),
     ]
-
-
-def _service(name: str, port: dict[str, Any], app: str = "") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"selector": {"app": app or name}, "ports": [port]},
-    }
-
-
-def mizzen(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mizzen", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def _in_client(mesh: str, *command: str) -> list[Any]:

@@ -5,7 +5,6 @@ did not, the forwarded protocol, and the attempt count."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -13,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import command_deployment, injected_namespace, running_mesh
+from e2e_helpers import command_deployment, injected_namespace, mizzen, running_mesh, service
 
 APPS = Path(__file__).resolve().parent / "apps"
-MIZZEN = (sys.executable, "-m", "mizzen")
 NS = "headers"
 
 FETCH = """
@@ -37,15 +35,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         injected_namespace(NS),
         command_deployment(NS, "echo", ["python3", str(APPS / "echo.py"), "8080"]),
         command_deployment(NS, "client", ["python3", "-c", "import time; time.sleep(86400)"]),
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "echo", "namespace": NS},
-            "spec": {
-                "selector": {"app": "echo"},
-                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-            },
-        },
+        service(NS, "echo", {"name": "http", "port": 80, "targetPort": 8080}),
     ]
     with running_mesh(docs, "hdr", tmp_path_factory.mktemp("headers")) as name:
         yield name
@@ -54,12 +44,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _fetch(mesh: str, headers: dict[str, str]) -> dict[str, Any]:
     """The echo app's answer to one request from the client pod, with its status."""
     fetch = (sys.executable, "-c", FETCH, "http://echo/", json.dumps(headers))
-    out = subprocess.run(
-        [*MIZZEN, "exec", f"{NS}/client-0", "--name", mesh, "--", *fetch],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    out = mizzen("exec", f"{NS}/client-0", "--name", mesh, "--", *fetch, timeout=30)
     assert out.returncode == 0, out.stderr
     answer: dict[str, Any] = json.loads(out.stdout)
     return answer

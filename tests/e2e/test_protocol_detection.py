@@ -9,14 +9,13 @@ on 9000; two Services expose those ports with no name and no appProtocol.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import injected_namespace, poll, running_mesh
+from e2e_helpers import injected_namespace, mizzen, poll, running_mesh, service
 
 HERE = Path(__file__).resolve().parent
 NODE = HERE / "akka" / "cluster_node.py"
@@ -58,24 +57,15 @@ def _node(version: str) -> dict[str, Any]:
     }
 
 
-def _service(name: str, port: int) -> dict[str, Any]:
-    # No name, no appProtocol: Istio would detect the protocol.
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"selector": {"app": "echo"}, "ports": [{"port": port}]},
-    }
-
-
 def manifest() -> list[dict[str, Any]]:
     return [
         injected_namespace(NS),
         _node("v1"),
         _node("v2"),
         {**_node("client"), "metadata": {"name": "client", "namespace": NS}},
-        _service("echo", 8000),
-        _service("line", 9000),
+        # No name, no appProtocol: Istio would detect the protocol.
+        service(NS, "echo", {"port": 8000}),
+        service(NS, "line", {"port": 9000}, app="echo"),
         {
             "apiVersion": "networking.istio.io/v1",
             "kind": "DestinationRule",
@@ -98,12 +88,6 @@ def manifest() -> list[dict[str, Any]]:
             },
         },
     ]
-
-
-def mizzen(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mizzen", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,13 @@ upgrade requests routed by their headers like any HTTP request."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import command_deployment, injected_namespace, running_mesh
+from e2e_helpers import command_deployment, injected_namespace, mizzen, running_mesh, service
 
 APPS = Path(__file__).resolve().parent / "apps"
 NS = "ws"
@@ -37,12 +36,7 @@ def manifest() -> list[dict[str, Any]]:
         _echo("v2"),
         # The client only needs a pod to run in.
         command_deployment(NS, "client", ["python3", "-c", "import time; time.sleep(86400)"]),
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "wsecho", "namespace": NS},
-            "spec": {"selector": {"app": "wsecho"}, "ports": [{"name": "http-ws", "port": 8765}]},
-        },
+        service(NS, "wsecho", {"name": "http-ws", "port": 8765}),
         {
             "apiVersion": "networking.istio.io/v1",
             "kind": "DestinationRule",
@@ -72,12 +66,6 @@ def manifest() -> list[dict[str, Any]]:
             },
         },
     ]
-
-
-def mizzen(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mizzen", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture(scope="module")

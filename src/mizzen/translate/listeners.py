@@ -145,14 +145,14 @@ def _http_chain(
     """The HTTP chain of an outbound listener; with ``application_protocols``
     (a sniffed port), only for what the HTTP inspector recognised, and
     telling the server's sidecar over mTLS that this is HTTP."""
-    if not application_protocols:
-        manager = http_connection_manager(
-            f"outbound_{name}", rds_name=names.sidecar_route_config(port), grpc_web=grpc_web
-        )
-        return filter_chain(name, manager)
     manager = http_connection_manager(
-        f"outbound_{name}", rds_name=names.sidecar_route_config(port), alpn=tls.CLIENT_HTTP_ALPN
+        f"outbound_{name}",
+        rds_name=names.sidecar_route_config(port),
+        alpn=tls.CLIENT_HTTP_ALPN if application_protocols else None,
+        grpc_web=grpc_web,
     )
+    if not application_protocols:
+        return filter_chain(name, manager)
     chain = filter_chain(f"{name}-http", manager)
     chain.filter_chain_match.application_protocols.extend(application_protocols)
     return chain
