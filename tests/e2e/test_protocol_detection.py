@@ -84,7 +84,14 @@ def manifest() -> list[dict[str, Any]]:
             "metadata": {"name": "echo", "namespace": NS},
             "spec": {
                 "hosts": ["echo"],
-                "http": [{"route": [{"destination": {"host": "echo", "subset": "v2"}}]}],
+                "http": [
+                    {
+                        "match": [{"uri": {"prefix": "/fault"}}],
+                        "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 100}}},
+                        "route": [{"destination": {"host": "echo", "subset": "v2"}}],
+                    },
+                    {"route": [{"destination": {"host": "echo", "subset": "v2"}}]},
+                ],
             },
         },
     ]
@@ -131,6 +138,11 @@ def test_http_on_an_unnamed_port_follows_the_virtual_service(mesh: str) -> None:
     # Through the receiving sidecar: the app saw Envoy's inbound address.
     (answer,) = _run(mesh, "http=http://echo:8000/peer")
     assert answer["body"]["peer"] == "127.0.0.6", answer
+
+
+def test_faults_apply_on_an_unnamed_port(mesh: str) -> None:
+    (answer,) = _run(mesh, "http=http://echo:8000/fault/x")
+    assert answer["status"] == 418, answer
 
 
 def test_plain_tcp_on_an_unnamed_port_still_works(mesh: str) -> None:
