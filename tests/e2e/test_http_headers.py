@@ -15,6 +15,7 @@ import pytest
 from e2e_helpers import command_deployment, injected_namespace, mizzen, running_mesh, service
 
 APPS = Path(__file__).resolve().parent / "apps"
+STATS = Path(__file__).resolve().parent / "akka" / "pod_client.py"
 NS = "headers"
 
 FETCH = """
@@ -36,14 +37,25 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         command_deployment(NS, "echo", ["python3", str(APPS / "echo.py"), "8080"]),
         command_deployment(NS, "client", ["python3", "-c", "import time; time.sleep(86400)"]),
         service(NS, "echo", {"name": "http", "port": 80, "targetPort": 8080}),
+        # The same app again, upgraded to HTTP/2 between the sidecars.
+        service(NS, "echo-h2", {"name": "http", "port": 81, "targetPort": 8080}, app="echo"),
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "echo-h2", "namespace": NS},
+            "spec": {
+                "host": "echo-h2",
+                "trafficPolicy": {"connectionPool": {"http": {"h2UpgradePolicy": "UPGRADE"}}},
+            },
+        },
     ]
     with running_mesh(docs, "hdr", tmp_path_factory.mktemp("headers")) as name:
         yield name
 
 
-def _fetch(mesh: str, headers: dict[str, str]) -> dict[str, Any]:
+def _fetch(mesh: str, headers: dict[str, str], url: str = "http://echo/") -> dict[str, Any]:
     """The echo app's answer to one request from the client pod, with its status."""
-    fetch = (sys.executable, "-c", FETCH, "http://echo/", json.dumps(headers))
+    fetch = (sys.executable, "-c", FETCH, url, json.dumps(headers))
     out = mizzen("exec", f"{NS}/client-0", "--name", mesh, "--", *fetch, timeout=30)
     assert out.returncode == 0, out.stderr
     answer: dict[str, Any] = json.loads(out.stdout)
@@ -88,3 +100,28 @@ def test_headers_up_to_envoys_limit_pass(mesh: str) -> None:
     assert _seen(mesh, {"x-big": big})["x-big"] == big
     refused = _fetch(mesh, {"x-big": "b" * (70 * KIB)})
     assert refused["status"] == 431, refused
+
+
+def _client_stats(mesh: str) -> dict[str, int]:
+    out = mizzen(
+        "exec", f"{NS}/client-0", "--name", mesh, "--", sys.executable, str(STATS), "stats"
+    )
+    assert out.returncode == 0, out.stderr
+    (found,) = json.loads(out.stdout)
+    return dict(found)
+
+
+def test_h2_upgrade_policy_speaks_http2_between_the_sidecars(mesh: str) -> None:
+    """An HTTP/1.1 app behind a DestinationRule with h2UpgradePolicy UPGRADE:
+    the caller's sidecar talks HTTP/2 to the server's, which talks HTTP/1.1
+    to the app; the plain service next to it stays HTTP/1.1 all the way."""
+    answer = _fetch(mesh, {"x-end": "2"}, "http://echo-h2:81/up")
+    assert answer["status"] == 200 and answer["headers"]["x-end"] == "2", answer
+    _seen(mesh, {})
+    stats = _client_stats(mesh)
+    upgraded = f"cluster.outbound|81||echo-h2.{NS}.svc.cluster.local"
+    plain = f"cluster.outbound|80||echo.{NS}.svc.cluster.local"
+    assert stats[f"{upgraded}.upstream_cx_http2_total"] >= 1, stats
+    assert stats[f"{upgraded}.upstream_cx_http1_total"] == 0, stats
+    assert stats[f"{plain}.upstream_cx_http1_total"] >= 1, stats
+    assert stats[f"{plain}.upstream_cx_http2_total"] == 0, stats
