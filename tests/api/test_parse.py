@@ -8,12 +8,12 @@ import pytest
 
 from mizzen.api import ConfigError, LoadResult, Skipped, load_paths, parse_text
 from mizzen.api.resources import (
-    Deployment,
     DestinationRule,
     Gateway,
     GroupVersionKind,
     Namespace,
     Pod,
+    PodController,
     Secret,
     Service,
     ServiceEntry,
@@ -173,7 +173,7 @@ spec:
     assert isinstance(ns, Namespace) and ns.meta.namespace == ""
     assert isinstance(svc, Service) and svc.ports[0].target_port is None
     assert svc.meta.namespace == "default"
-    assert isinstance(dep, Deployment) and dep.replicas == 1
+    assert isinstance(dep, PodController) and dep.replicas == 1
     assert dep.template.spec.service_account_name == "default"
     probe = dep.template.spec.containers[0].readiness_probe
     assert probe is not None and probe.http_get is not None and probe.http_get.path == "/ready"
@@ -199,10 +199,10 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r}
 ---
-apiVersion: v1
-kind: ConfigMap
+apiVersion: batch/v1
+kind: CronJob
 metadata: {name: c}
-data: {a: b}
+spec: {schedule: "* * * * *"}
 ---
 apiVersion: example.com/v1
 kind: Widget
@@ -214,14 +214,18 @@ metadata: {name: w}
         "Sidecar",
         "RequestAuthentication",
         "HTTPRoute",
-        "ConfigMap",
+        "CronJob",
         "Widget",
     ]
     first = result.skipped[0]
     assert isinstance(first, Skipped)
     assert first.reason == "kind Sidecar (networking.istio.io) is not supported yet; skipped"
     assert first.name == "istio-system/default"
-    assert result.skipped[3].reason == "kind ConfigMap is not supported yet; skipped"
+    # Kinds people write beside workloads say why they are not run.
+    assert str(result.skipped[3]) == (
+        "s.yaml:3: CronJob c: not run locally yet: nothing schedules its Jobs "
+        "(apply a Job to run one now)"
+    )
 
 
 def test_kind_list() -> None:
@@ -235,8 +239,8 @@ items:
 - apiVersion: v1
   kind: ServiceAccount
   metadata: {name: b, namespace: x}
-- apiVersion: v1
-  kind: ConfigMap
+- apiVersion: example.com/v1
+  kind: Widget
   metadata: {name: c}
 """
     result = parse_text(text, "l.yaml")

@@ -146,8 +146,9 @@ def command_deployment(namespace: str, name: str, command: list[str]) -> dict[st
 
 @contextlib.contextmanager
 def running_mesh(docs: list[Any], base: str, directory: Path) -> Iterator[str]:
-    """`mizzen up --detach` on ``docs`` (written to ``directory``); yields
-    the mesh's name, then `mizzen down`."""
+    """`mizzen up --detach` on ``docs`` (written to ``directory``, with what
+    `up` printed on stderr in ``up.stderr``); yields the mesh's name, then
+    `mizzen down`."""
     import subprocess
     import sys
 
@@ -164,6 +165,7 @@ def running_mesh(docs: list[Any], base: str, directory: Path) -> Iterator[str]:
         timeout=120,
     )
     assert up.returncode == 0, up.stderr + up.stdout
+    (directory / "up.stderr").write_text(up.stderr)
     try:
         yield name
     finally:

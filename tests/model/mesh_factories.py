@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from mizzen.api.resources import (
     Container,
     ContainerPort,
-    Deployment,
     DestinationRule,
     Gateway,
     GatewayPort,
@@ -15,6 +14,7 @@ from mizzen.api.resources import (
     Namespace,
     ObjectMeta,
     Pod,
+    PodController,
     PodSpec,
     PodTemplate,
     Resource,
@@ -59,7 +59,7 @@ def deployment(
     tpl_labels = dict(labels or {"app": name})
     spec = PodSpec((container(*ports),), service_account_name=sa)
     return res(
-        Deployment(meta(name, ns), replicas, tpl_labels, PodTemplate(tpl_labels, {}, spec)),
+        PodController(meta(name, ns), replicas, tpl_labels, PodTemplate(tpl_labels, {}, spec)),
         group="apps",
     )
 

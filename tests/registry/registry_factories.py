@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from mizzen.api.resources import (
     Container,
     ContainerPort,
-    Deployment,
     GroupVersionKind,
     Namespace,
     ObjectMeta,
     Pod,
+    PodController,
     PodSpec,
     PodTemplate,
     Resource,
@@ -39,7 +39,7 @@ def deployment(
     containers = (Container("app", ports=(ContainerPort(9080, name="http"),)),)
     spec = PodSpec(containers, service_account_name=sa)
     template = PodTemplate(tpl_labels, {}, spec)
-    return res(Deployment(ObjectMeta(name, ns), replicas, tpl_labels, template), group="apps")
+    return res(PodController(ObjectMeta(name, ns), replicas, tpl_labels, template), group="apps")
 
 
 def pod(name: str, ns: str = "default", labels: Mapping[str, str] | None = None) -> Resource:

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 from registry_factories import deployment, namespace, pod
 
-from mizzen.api.resources import Deployment, Resource, Source
+from mizzen.api.resources import PodController, Resource, Source
 from mizzen.registry.pods import plan_pods, sidecar_injected
 
 ENABLED = {"istio-injection": "enabled"}
@@ -91,7 +91,7 @@ def test_namespace_labels_apply_only_to_their_namespace() -> None:
 def test_host_network_deployment_and_fields() -> None:
     res = deployment("gw", ns="istio-system", sa="gw-sa")
     obj = res.obj
-    assert isinstance(obj, Deployment)
+    assert isinstance(obj, PodController)
     spec = replace(obj.template.spec, host_network=True)
     hostnet = Resource(
         res.gvk,

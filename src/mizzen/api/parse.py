@@ -18,9 +18,9 @@ import yaml
 from mizzen.api import validate_istio, validate_kube, validate_security
 from mizzen.api.errors import ConfigError, ConfigWarning, LoadResult, Skipped
 from mizzen.api.resources import (
+    ConfigMap,
     Container,
     ContainerPort,
-    Deployment,
     Destination,
     DestinationRule,
     EnvVar,
@@ -47,6 +47,7 @@ from mizzen.api.resources import (
     ObjectMeta,
     PeerAuthentication,
     Pod,
+    PodController,
     PodSpec,
     PodTemplate,
     Probe,
@@ -84,11 +85,28 @@ LEGACY_AUTHN = "authentication.istio.io"
 LEGACY_AUTHN_KINDS = ("MeshPolicy", "Policy")
 # group -> kind -> supported versions
 SUPPORTED: Mapping[str, Mapping[str, tuple[str, ...]]] = {
-    "": {k: ("v1",) for k in ("Namespace", "ServiceAccount", "Service", "Pod", "Secret")},
-    "apps": {"Deployment": ("v1",)},
+    "": {
+        k: ("v1",) for k in ("Namespace", "ServiceAccount", "Service", "Pod", "Secret", "ConfigMap")
+    },
+    "apps": {k: ("v1",) for k in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")},
+    "batch": {"Job": ("v1",)},
     ISTIO_NETWORKING: {k: ISTIO_VERSIONS for k in ISTIO_KINDS},
     ISTIO_SECURITY: {"PeerAuthentication": ("v1", "v1beta1")},
     LEGACY_AUTHN: {k: ("v1alpha1",) for k in LEGACY_AUTHN_KINDS},
+}
+# Kinds people write beside their workloads that the local runtime does not
+# act on, with why (any other unknown kind gets a generic reason).
+NOT_RUN: Mapping[str, str] = {
+    "CronJob": "not run locally yet: nothing schedules its Jobs (apply a Job to run one now)",
+    "Ingress": "not served locally: use an Istio Gateway and VirtualService",
+    "HorizontalPodAutoscaler": "not acted on locally: replicas stay as written",
+    "PodDisruptionBudget": "not acted on locally: nothing evicts pods",
+    "NetworkPolicy": "not enforced locally: use an AuthorizationPolicy",
+    "PersistentVolumeClaim": "not provisioned locally: use an emptyDir volume",
+    "Role": "not enforced locally (the local runtime has no API server)",
+    "RoleBinding": "not enforced locally (the local runtime has no API server)",
+    "ClusterRole": "not enforced locally (the local runtime has no API server)",
+    "ClusterRoleBinding": "not enforced locally (the local runtime has no API server)",
 }
 CLUSTER_SCOPED = frozenset({("", "Namespace"), (LEGACY_AUTHN, "MeshPolicy")})
 # Groups whose kinds have a CRD schema (validate_crd) and istiod checks.
@@ -209,7 +227,7 @@ def parse_document(body: Any, source: Source) -> LoadResult:
         where = f" ({group})" if group else ""
         # The scope of an unknown kind is unknown: show only what was written.
         shown = f"{raw_ns}/{name}" if isinstance(raw_ns, str) and raw_ns else name
-        reason = f"kind {kind}{where} is not supported yet; skipped"
+        reason = NOT_RUN.get(kind) or f"kind {kind}{where} is not supported yet; skipped"
         return LoadResult(skipped=(Skipped(source, gvk, shown, reason),))
     if version not in versions:
         wanted = " or ".join(f"{group}/{v}" if group else v for v in versions)
@@ -663,6 +681,9 @@ def _pod_spec(raw: Raw) -> PodSpec:
         or raw.get("serviceAccount")
         or "default",
         host_network=bool(raw.get("hostNetwork", False)),
+        restart_policy=raw.get("restartPolicy") or "Always",
+        hostname=raw.get("hostname") or "",
+        subdomain=raw.get("subdomain") or "",
     )
 
 
@@ -707,21 +728,34 @@ def _pod(meta: ObjectMeta, body: Raw) -> Pod:
     return Pod(meta, _pod_spec(body["spec"]))
 
 
-def _deployment(meta: ObjectMeta, body: Raw) -> Deployment:
-    spec = body["spec"]
-    template = spec["template"]
-    tmeta = template.get("metadata") or {}
-    replicas = spec.get("replicas")
-    return Deployment(
-        meta=meta,
-        replicas=1 if replicas is None else replicas,
-        selector=_strmap((spec.get("selector") or {}).get("matchLabels")),
-        template=PodTemplate(
-            labels=_strmap(tmeta.get("labels")),
-            annotations=_strmap(tmeta.get("annotations")),
-            spec=_pod_spec(template.get("spec") or {}),
-        ),
-    )
+def _controller(kind: str) -> Callable[[ObjectMeta, Raw], PodController]:
+    def build(meta: ObjectMeta, body: Raw) -> PodController:
+        spec = body["spec"]
+        template = spec["template"]
+        tmeta = template.get("metadata") or {}
+        replicas = spec.get("completions" if kind == "Job" else "replicas")
+        return PodController(
+            meta=meta,
+            replicas=1 if replicas is None or kind == "DaemonSet" else replicas,
+            selector=_strmap((spec.get("selector") or {}).get("matchLabels")),
+            template=PodTemplate(
+                labels=_strmap(tmeta.get("labels")),
+                annotations=_strmap(tmeta.get("annotations")),
+                spec=_pod_spec(template.get("spec") or {}),
+            ),
+            kind=kind,
+            service_name=spec.get("serviceName") or "",
+            ordered=spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady",
+            backoff_limit=spec.get("backoffLimit", 6),
+        )
+
+    return build
+
+
+def _config_map(meta: ObjectMeta, body: Raw) -> ConfigMap:
+    data = {k: str(v).encode() for k, v in (body.get("data") or {}).items()}
+    data.update({k: base64.b64decode(v) for k, v in (body.get("binaryData") or {}).items()})
+    return ConfigMap(meta, data)
 
 
 _KUBE_BUILDERS: Mapping[str, Callable[[ObjectMeta, Raw], Spec]] = {
@@ -730,5 +764,9 @@ _KUBE_BUILDERS: Mapping[str, Callable[[ObjectMeta, Raw], Spec]] = {
     "Secret": _secret,
     "Service": _service,
     "Pod": _pod,
-    "Deployment": _deployment,
+    "ConfigMap": _config_map,
+    **{
+        kind: _controller(kind)
+        for kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job")
+    },
 }

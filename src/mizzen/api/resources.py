@@ -89,6 +89,12 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class ConfigMap:
+    meta: ObjectMeta
+    data: Mapping[str, bytes]  # binaryData merged in, base64 decoded
+
+
+@dataclass(frozen=True)
 class ServicePort:
     port: int
     name: str = ""
@@ -156,6 +162,9 @@ class PodSpec:
     containers: tuple[Container, ...]
     service_account_name: str = "default"
     host_network: bool = False
+    restart_policy: str = "Always"  # Always, OnFailure, Never
+    hostname: str = ""  # with subdomain: <hostname>.<subdomain>.<ns>.svc.<domain>
+    subdomain: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,11 +175,20 @@ class PodTemplate:
 
 
 @dataclass(frozen=True)
-class Deployment:
+class PodController:
+    """What makes pods from a template: a Deployment, ReplicaSet,
+    StatefulSet, DaemonSet or Job (``kind``)."""
+
     meta: ObjectMeta
-    replicas: int
+    replicas: int  # a Job's completions; 1 for a DaemonSet (one node)
     selector: Mapping[str, str]  # matchLabels
     template: PodTemplate
+    kind: str = "Deployment"
+    # StatefulSet: the headless Service that names its pods, and whether pods
+    # start one after the other (OrderedReady) or all at once (Parallel).
+    service_name: str = ""
+    ordered: bool = True
+    backoff_limit: int = 6  # Job: failed attempts retried before it fails
 
 
 @dataclass(frozen=True)
@@ -488,7 +506,8 @@ Spec = (
     | ServiceAccount
     | Secret
     | Service
-    | Deployment
+    | PodController
+    | ConfigMap
     | Pod
     | VirtualService
     | DestinationRule

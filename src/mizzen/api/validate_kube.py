@@ -151,6 +151,15 @@ def _check_pod_spec(spec: Mapping[str, Any], path: str, out: Problems) -> None:
                     out.append((join(join(join(where, probe_name), "httpGet"), "port"), "required"))
                 _int_or_name_port(port, join(join(join(where, probe_name), "httpGet"), "port"), out)
     _bool(spec.get("hostNetwork"), join(path, "hostNetwork"), out)
+    restart = spec.get("restartPolicy")
+    if restart is not None and restart not in ("Always", "OnFailure", "Never"):
+        out.append(
+            (join(path, "restartPolicy"), f"must be Always, OnFailure or Never, got {restart!r}")
+        )
+    for field in ("hostname", "subdomain"):
+        value = spec.get(field)
+        if value is not None and (not isinstance(value, str) or dns_label_problem(value)):
+            out.append((join(path, field), f"{value!r} is not a valid DNS label"))
     sa = spec.get("serviceAccountName")
     if sa is not None and (not isinstance(sa, str) or dns_subdomain_problem(sa)):
         out.append((join(path, "serviceAccountName"), f"{sa!r} is not a valid name"))
@@ -166,19 +175,52 @@ def check_pod(doc: Doc) -> Problems:
     return out
 
 
-def check_deployment(doc: Doc) -> Problems:
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any, path: str, out: Problems) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        out.append((path, f"must be a non-negative integer, got {value!r}"))
+
+
+def check_controller(kind: str) -> Callable[[Doc], Problems]:
+    """A Deployment, ReplicaSet, StatefulSet, DaemonSet or Job."""
+
+    def check(doc: Doc) -> Problems:
+        out = _check_template_owner(doc, selector_required=kind != "Job")
+        spec = _mapping(doc.get("spec"))
+        for field in ("replicas", "completions", "parallelism", "backoffLimit"):
+            _count(spec.get(field), f"spec.{field}", out)
+        _string(spec.get("serviceName"), "spec.serviceName", out)
+        policy = spec.get("podManagementPolicy")
+        if policy is not None and policy not in ("OrderedReady", "Parallel"):
+            out.append(
+                ("spec.podManagementPolicy", f"must be OrderedReady or Parallel, got {policy!r}")
+            )
+        pod = _mapping(_mapping(spec.get("template")).get("spec"))
+        restart = pod.get("restartPolicy", "Always" if kind != "Job" else None)
+        allowed = ("OnFailure", "Never") if kind == "Job" else ("Always",)
+        if restart not in allowed:
+            out.append(
+                (
+                    "spec.template.spec.restartPolicy",
+                    f"{kind} pods need {' or '.join(allowed)}, got {restart!r}",
+                )
+            )
+        return out
+
+    return check
+
+
+def _check_template_owner(doc: Doc, *, selector_required: bool) -> Problems:
     out: Problems = []
     if doc.get("spec") is None:
         return [("spec", "required")]
     spec = _obj(doc.get("spec"), "spec", out)
-    replicas = spec.get("replicas")
-    if replicas is not None and (
-        isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0
-    ):
-        out.append(("spec.replicas", f"must be a non-negative integer, got {replicas!r}"))
     selector = _obj(spec.get("selector"), "spec.selector", out)
     match_labels = _obj(selector.get("matchLabels"), "spec.selector.matchLabels", out)
-    if not match_labels and not selector.get("matchExpressions"):
+    if selector_required and not match_labels and not selector.get("matchExpressions"):
         out.append(("spec.selector", "required: set matchLabels to the pod template's labels"))
     check_labels(match_labels, "spec.selector.matchLabels", out)
     template = _obj(spec.get("template"), "spec.template", out)
@@ -259,6 +301,19 @@ def check_secret(doc: Doc) -> Problems:
     return out
 
 
+def check_config_map(doc: Doc) -> Problems:
+    out: Problems = []
+    for k, v in _obj(doc.get("data"), "data", out).items():
+        if not isinstance(v, str):
+            out.append((key("data", str(k)), f"must be a string, got {type_name(v)}"))
+    for k, v in _obj(doc.get("binaryData"), "binaryData", out).items():
+        try:
+            base64.b64decode(v if isinstance(v, str) else b"!", validate=True)
+        except (binascii.Error, ValueError):
+            out.append((key("binaryData", str(k)), "must be base64 encoded"))
+    return out
+
+
 def check_nothing(doc: Doc) -> Problems:
     return []
 
@@ -269,5 +324,9 @@ CHECKS: Mapping[str, Callable[[Doc], Problems]] = {
     "Secret": check_secret,
     "Service": check_service,
     "Pod": check_pod,
-    "Deployment": check_deployment,
+    "ConfigMap": check_config_map,
+    **{
+        kind: check_controller(kind)
+        for kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job")
+    },
 }

@@ -22,7 +22,6 @@ from typing import Any
 from mizzen.api.resources import (
     Container,
     ContainerPort,
-    Deployment,
     Destination,
     DestinationRule,
     GroupVersionKind,
@@ -31,6 +30,7 @@ from mizzen.api.resources import (
     HTTPRouteDestination,
     Namespace,
     ObjectMeta,
+    PodController,
     PodSpec,
     PodTemplate,
     Resource,
@@ -163,7 +163,7 @@ def bench_mesh(services: int, endpoints: int = 10) -> BenchMesh:
             deployment = f"{name}-{version}"
             resources.append(
                 _res(
-                    Deployment(
+                    PodController(
                         ObjectMeta(deployment, ns),
                         replicas,
                         labels,

@@ -112,6 +112,10 @@ def up(
             _fail(str(exc))
             return
     _print_status(console, status)
+    for row in status.get("skipped", []):
+        click.echo(
+            f"skipped: {row['source']}: {row['kind']} {row['name']}: {row['reason']}", err=True
+        )
     console.print(f"ingress gateway: [bold]{status['ingress']}[/]")
     if detach:
         console.print(f"stop it with: mizzen down --name {name}")
@@ -187,11 +191,11 @@ def delete(paths: tuple[str, ...], name: str) -> None:
 
 
 @cli.command()
-@click.argument("what", type=click.Choice(["pods", "services", "proxies"]))
+@click.argument("what", type=click.Choice(["pods", "services", "proxies", "skipped"]))
 @click.option("--name", default="default", show_default=True, help=NAME_HELP)
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 def get(what: str, name: str, output: str) -> None:
-    """List pods, services or proxies."""
+    """List pods, services, proxies, or the documents that were skipped."""
     status = _call(name, {"op": "status"})
     rows = status[what]
     if output == "json":
@@ -203,7 +207,7 @@ def get(what: str, name: str, output: str) -> None:
 def _table(what: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     if what == "pods":
-        for col in ("NAMESPACE", "NAME", "READY", "RESTARTS", "IP", "SIDECAR", "AGE"):
+        for col in ("NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "IP", "SIDECAR", "AGE"):
             table.add_column(col)
         for r in rows:
             ready = "yes" if r["ready"] else ("error: " + r["error"] if r["error"] else "no")
@@ -211,11 +215,17 @@ def _table(what: str, rows: list[dict[str, Any]]) -> Table:
                 r["namespace"],
                 r["name"],
                 ready,
+                r["status"],
                 str(r["restarts"]),
                 r["ip"],
                 "yes" if r["sidecar"] else "no",
                 f"{r['age']:.0f}s",
             )
+    elif what == "skipped":
+        for col in ("SOURCE", "KIND", "NAME", "REASON"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["source"], r["kind"], r["name"], r["reason"])
     elif what == "services":
         for col in ("NAMESPACE", "NAME", "VIP", "PORTS", "ENDPOINTS"):
             table.add_column(col)

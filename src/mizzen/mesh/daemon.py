@@ -34,6 +34,7 @@ from mizzen.mesh.identity import MeshIdentity
 from mizzen.mesh.layout import MeshLayout
 from mizzen.mesh.notes import apply_notes
 from mizzen.mesh.pods import (
+    after_exit,
     app_probers_json,
     container_argv,
     container_env,
@@ -52,6 +53,7 @@ from mizzen.registry.pods import PodPlan, plan_pods
 from mizzen.registry.services import service_hostname
 from mizzen.registry.vips import VipAllocator
 from mizzen.runtime import probes, processes
+from mizzen.runtime.dns import Addresses
 from mizzen.runtime.kubeproxy import ServiceRule
 from mizzen.runtime.mesh import LocalMesh
 from mizzen.runtime.state import PodState, ProcRef
@@ -85,7 +87,17 @@ class RunningPod:
     liveness_failures: list[int] = field(default_factory=list)
     liveness_checked: list[float] = field(default_factory=list)
     # The hosts names and service NAT rules last installed in the pod.
-    networking: tuple[dict[str, str], list[ServiceRule]] | None = None
+    networking: tuple[dict[str, Addresses], list[ServiceRule]] | None = None
+    # Per container: running, or its exit code once done (restartPolicy
+    # OnFailure/Never); the failed runs so far; Running, Succeeded or Failed.
+    running: list[bool] = field(default_factory=list)
+    exit_codes: list[int | None] = field(default_factory=list)
+    failures: int = 0
+    phase: str = "Running"
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("Succeeded", "Failed")
 
 
 class MeshDaemon:
@@ -118,6 +130,10 @@ class MeshDaemon:
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._apply_started: float | None = None
+        # Pods waiting for the one before them (StatefulSet OrderedReady),
+        # and every document up or apply skipped, as the user should see it.
+        self.waiting: dict[str, PodPlan] = {}
+        self.skipped: dict[str, dict[str, str]] = {}
         # Set when pods changed readiness but the snapshot does not show it
         # yet: the mesh is not "ready" until that change is pushed.
         self._stale = True  # until the initial config is applied
@@ -197,15 +213,18 @@ class MeshDaemon:
 
     def _status(self) -> dict[str, Any]:
         proxies = self._proxy_rows()
-        pods = [self._pod_row(p) for p in sorted(self.pods.values(), key=lambda p: pod_key(p.plan))]
-        expected = sum(1 for p in self.pods.values() if p.plan.sidecar) + 1  # + the gateway
+        pods = [self._pod_row(p) for p in self.pods.values()]
+        pods += [_waiting_row(plan) for plan in self.waiting.values()]
+        pods.sort(key=lambda row: (row["namespace"], row["name"]))
+        # Every running sidecar, and the gateway (a finished pod's is gone).
+        expected = sum(1 for p in self.pods.values() if p.plan.sidecar and not p.finished) + 1
         synced = len(proxies) >= expected and self.xds.synced()
         return {
             "ok": True,
             "name": self.layout.name,
             "ingress": f"http://127.0.0.1:{self.ingress_port}",
             "version": self.xds.version,
-            "ready": all(p.ready for p in self.pods.values())
+            "ready": self._pods_settled()
             and synced
             and not self._stale
             and self._front is not None
@@ -213,7 +232,12 @@ class MeshDaemon:
             "pods": pods,
             "services": self._service_rows(),
             "proxies": proxies,
+            "skipped": list(self.skipped.values()),
         }
+
+    def _pods_settled(self) -> bool:
+        """Every pod ready, or (a Job's) finished; none waiting its turn."""
+        return not self.waiting and all(p.ready or p.finished for p in self.pods.values())
 
     def _pod_row(self, pod: RunningPod) -> dict[str, Any]:
         return {
@@ -221,6 +245,8 @@ class MeshDaemon:
             "namespace": pod.plan.namespace,
             "ip": pod.runtime.ip,
             "ready": pod.ready,
+            "status": "Error" if pod.error else _phase_label(pod.phase),
+            "kind": pod.plan.owner_kind or "Pod",
             "sidecar": pod.plan.sidecar,
             "netns": pod.runtime.netns,
             "labels": dict(pod.plan.labels),
@@ -274,6 +300,14 @@ class MeshDaemon:
         result = await asyncio.to_thread(load_paths, paths)
         for err in result.errors:
             log.warning("rejected: %s", err)
+        for skip in result.skipped:
+            log.warning("skipped: %s", skip)
+            self.skipped[str(skip)] = {
+                "source": str(skip.source),
+                "kind": skip.gvk.kind,
+                "name": skip.name,
+                "reason": skip.reason,
+            }
         changes = self.store.apply(result.resources)
         notes = [str(w) for w in result.warnings]
         notes += apply_notes(result.resources, self.store.resources(), self.mesh_config)
@@ -286,7 +320,7 @@ class MeshDaemon:
             "ok": True,
             "errors": [str(e) for e in result.errors],
             "warnings": notes,
-            "skipped": [s.reason for s in result.skipped],
+            "skipped": [str(s) for s in result.skipped],
             "added": [str(k) for k in changes.added],
             "updated": [str(k) for k in changes.updated],
             "deleted": [],
@@ -304,7 +338,7 @@ class MeshDaemon:
         return {
             "ok": True,
             "errors": [str(e) for e in result.errors],
-            "skipped": [s.reason for s in result.skipped],
+            "skipped": [str(s) for s in result.skipped],
             "added": [],
             "updated": [],
             "deleted": [str(k) for k in changes.deleted],
@@ -324,9 +358,15 @@ class MeshDaemon:
                     await asyncio.to_thread(self._stop_pod, pod)
                     del self.pods[key]
             self._rebuild(resources)
+            self.waiting = {}
             for key, plan in wanted.items():
-                if key not in self.pods:
-                    self.pods[key] = await asyncio.to_thread(self._start_pod, plan)
+                if key in self.pods:
+                    continue
+                before = self.pods.get(plan.start_after) if plan.start_after else None
+                if plan.start_after and (before is None or not before.ready):
+                    self.waiting[key] = plan  # started when the pod before it is ready
+                    continue
+                self.pods[key] = await asyncio.to_thread(self._start_pod, plan)
             await asyncio.to_thread(self._refresh_pod_networking)
             self.xds.push(reason)
             self._stale = False
@@ -345,11 +385,14 @@ class MeshDaemon:
             resources, pod_ips, vips, str(self.revision), mesh=self.mesh_config
         )
 
+    def _ready_pods(self) -> list[tuple[PodPlan, str]]:
+        return [(p.plan, p.runtime.ip) for p in self.pods.values() if p.ready]
+
     def _refresh_pod_networking(self) -> None:
         rules = list(service_nat(self.snapshot))
         for pod in self.pods.values():
             ns, name = pod.plan.namespace, pod.plan.name
-            wanted = (host_names(self.snapshot, ns), rules)
+            wanted = (host_names(self.snapshot, ns, self._ready_pods()), rules)
             if pod.networking == wanted:
                 continue  # a routing-only change: no iptables or hosts work
             try:
@@ -374,7 +417,7 @@ class MeshDaemon:
 
     def _start_pod(self, plan: PodPlan) -> RunningPod:
         ns, name = plan.namespace, plan.name
-        state = self.mesh.add_pod(ns, name, host_names(self.snapshot, ns))
+        state = self.mesh.add_pod(ns, name, host_names(self.snapshot, ns, self._ready_pods()))
         pod = RunningPod(plan=plan, runtime=state)
         try:
             if plan.sidecar:
@@ -390,6 +433,8 @@ class MeshDaemon:
                 )
             for container in plan.containers:
                 pod.containers.append(self._spawn_container(pod, container))
+                pod.running.append(True)
+                pod.exit_codes.append(None)
                 pod.restarts.append(0)
                 pod.restart_due.append(None)
                 pod.liveness_failures.append(0)
@@ -413,14 +458,20 @@ class MeshDaemon:
         )
 
     def _supervise(self, pod: RunningPod) -> None:
-        """restartPolicy Always: restart exited containers after a back-off,
-        and kill containers whose livenessProbe failed failureThreshold times."""
-        if pod.error:
+        """Restart exited containers after a back-off as their restartPolicy
+        says, and kill containers whose livenessProbe failed failureThreshold
+        times. A Job's pod ends Succeeded when every container exited 0, or
+        Failed once more runs failed than its backoffLimit allows."""
+        if pod.error or pod.finished:
             return
         now = time.monotonic()
         for i, container in enumerate(pod.plan.containers):
             ref = pod.containers[i]
-            if processes.alive(ref):
+            if pod.exit_codes[i] is not None:
+                continue  # done, never restarted
+            code = processes.exit_status(ref.pid)
+            pod.running[i] = code is None
+            if code is None:
                 if self._liveness_failed(pod, i, container, now):
                     log.warning(
                         "container %s of pod %s failed its liveness probe: restarting",
@@ -431,6 +482,14 @@ class MeshDaemon:
                 continue
             due = pod.restart_due[i]
             if due is None:
+                outcome = after_exit(pod.plan, code, pod.failures)
+                pod.failures += code != 0
+                if outcome == "done":
+                    pod.exit_codes[i] = code
+                    continue
+                if outcome == "fail":
+                    self._finish(pod, "Failed", f"{container.name} exited {code}")
+                    return
                 delay = restart_delay(pod.restarts[i])
                 pod.restart_due[i] = now + delay
                 log.warning(
@@ -441,10 +500,25 @@ class MeshDaemon:
                 )
             elif now >= due:
                 pod.containers[i] = self._spawn_container(pod, container)
+                pod.running[i] = True
                 pod.restarts[i] += 1
                 pod.restart_due[i] = None
                 pod.liveness_failures[i] = 0
                 pod.liveness_checked[i] = now
+
+        if all(code is not None for code in pod.exit_codes):
+            self._finish(pod, "Succeeded", "every container exited 0")
+
+    def _finish(self, pod: RunningPod, phase: str, why: str) -> None:
+        """A pod that runs no more: its sidecar stops too (as Kubernetes'
+        native sidecars do), or the Job's pod would never end."""
+        pod.phase = phase
+        refs = [
+            *pod.containers,
+            *self.mesh.pod(pod.plan.namespace, pod.plan.name).sidecar_processes,
+        ]
+        processes.stop_many(refs, 5.0)
+        log.info("pod %s %s: %s", pod_key(pod.plan), phase.lower(), why)
 
     def _liveness_failed(self, pod: RunningPod, i: int, container: Container, now: float) -> bool:
         probe = container.liveness_probe
@@ -623,16 +697,40 @@ class MeshDaemon:
                     await self._reconcile("readiness")
                 except Exception:
                     log.exception("reconcile after a readiness change failed")
-            all_ready = all(p.ready for p in self.pods.values())
-            await asyncio.sleep(1.0 if all_ready else 0.2)
+            await asyncio.sleep(1.0 if self._pods_settled() else 0.2)
 
     def _pod_ready(self, pod: RunningPod) -> bool:
-        if pod.error or not all(processes.alive(ref) for ref in pod.containers):
+        # Not processes.alive(): it would reap an exited container and lose
+        # the exit code _supervise needs.
+        if pod.error or pod.finished or not all(pod.running):
             return False
         ip = pod.runtime.ip
         if pod.plan.sidecar and not probes.http_ok(ip, HEALTH_PORT, "/healthz/ready"):
             return False
         return all(probes.is_ready(ip, t) for t in probe_targets(pod.plan))
+
+
+def _phase_label(phase: str) -> str:
+    # As kubectl shows a finished pod.
+    return {"Succeeded": "Completed", "Failed": "Failed"}.get(phase, phase)
+
+
+def _waiting_row(plan: PodPlan) -> dict[str, Any]:
+    return {
+        "name": plan.name,
+        "namespace": plan.namespace,
+        "ip": "",
+        "ready": False,
+        "status": "Pending",
+        "kind": plan.owner_kind or "Pod",
+        "sidecar": plan.sidecar,
+        "netns": "",
+        "labels": dict(plan.labels),
+        "containers": [c.name for c in plan.containers],
+        "restarts": 0,
+        "error": f"waiting for {plan.start_after} to be ready",
+        "age": 0.0,
+    }
 
 
 def _service_hostnames(resources: tuple[Resource, ...], suffix: str) -> list[str]:

@@ -134,7 +134,11 @@ def wait_ready(layout: MeshLayout, timeout: float) -> dict[str, Any]:
         if last.get("ready"):
             return last
         time.sleep(0.2)
-    waiting = [f"{p['namespace']}/{p['name']}" for p in last.get("pods", []) if not p["ready"]]
+    waiting = [
+        f"{p['namespace']}/{p['name']}"
+        for p in last.get("pods", [])
+        if not p["ready"] and p.get("status") not in ("Completed", "Failed")
+    ]
     unsynced = [p["id"] for p in last.get("proxies", []) if not p["synced"]]
     raise LaunchError(
         f"mesh {layout.name} not ready after {timeout:.0f} s; pods not ready: "

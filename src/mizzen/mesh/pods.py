@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from mizzen.agent.appprobes import app_health_path, probers_json
 from mizzen.api.resources import Container, Probe
 from mizzen.model.snapshot import MeshSnapshot
 from mizzen.registry.pods import PodPlan
-from mizzen.runtime.dns import names_for_services
+from mizzen.runtime.dns import Addresses, names_for_services
 from mizzen.runtime.kubeproxy import ServiceRule
 from mizzen.runtime.probes import HttpGetProbe, TcpSocketProbe
 from mizzen.runtime.probes import Probe as RuntimeProbe
@@ -41,6 +41,25 @@ def probe_target(probe: Probe, named: Mapping[str, int]) -> RuntimeProbe | None:
         port = _resolve_port(probe.tcp_socket_port, named)
         return None if port is None else TcpSocketProbe(port)
     return None
+
+
+def after_exit(plan: PodPlan, code: int, failed_before: int) -> str:
+    """What happens to a container that exited ``code``: ``restart`` it,
+    count it ``done``, or ``fail`` the pod.
+
+    restartPolicy Always restarts whatever the code; under OnFailure and
+    Never exit 0 is done. A failed run of a Job's pod is retried while fewer
+    than ``backoffLimit`` runs failed before it (Kubernetes would start a new
+    pod under Never; here the same pod runs again). A bare pod fails at once
+    under Never and is restarted under OnFailure.
+    """
+    if plan.restart_policy == "Always":
+        return "restart"
+    if code == 0:
+        return "done"
+    if plan.owner_kind == "Job":
+        return "restart" if failed_before < plan.backoff_limit else "fail"
+    return "fail" if plan.restart_policy == "Never" else "restart"
 
 
 def restart_delay(restarts: int) -> float:
@@ -153,15 +172,33 @@ def container_env(
     return env
 
 
-def host_names(snapshot: MeshSnapshot, namespace: str) -> dict[str, str]:
-    """Names a pod in `namespace` resolves: every Kubernetes service by its
-    qualified names, and services of its own namespace by their short name."""
-    services = [
-        (svc.name, svc.namespace, svc.vip)
-        for svc in snapshot.services.values()
-        if svc.origin == "kubernetes" and svc.vip is not None
-    ]
-    return names_for_services(services, namespace, snapshot.domain_suffix)
+def host_names(
+    snapshot: MeshSnapshot, namespace: str, pods: Iterable[tuple[PodPlan, str]] = ()
+) -> dict[str, Addresses]:
+    """Names a pod in `namespace` resolves, as Kubernetes' DNS answers them:
+    every Service by its qualified names (and by its short name in its own
+    namespace) to its VIP, or, headless, to each of its ready pods; and a
+    ready pod with a hostname and a subdomain that names a headless Service
+    (a StatefulSet's) as ``<hostname>.<subdomain>.<ns>.svc.<domain>``.
+    ``pods`` are the ready pods with their addresses."""
+    services: list[tuple[str, str, Addresses]] = []
+    headless: set[tuple[str, str]] = set()
+    for svc in snapshot.services.values():
+        if svc.origin != "kubernetes":
+            continue
+        if svc.vip is not None:
+            services.append((svc.name, svc.namespace, svc.vip))
+            continue
+        headless.add((svc.namespace, svc.name))
+        ready = {e.address for p in svc.ports for e in snapshot.endpoints_of(svc.hostname, p.port)}
+        if ready:
+            services.append((svc.name, svc.namespace, tuple(sorted(ready))))
+    out = names_for_services(services, namespace, snapshot.domain_suffix)
+    for plan, ip in pods:
+        if plan.hostname and (plan.namespace, plan.subdomain) in headless:
+            stable = [(f"{plan.hostname}.{plan.subdomain}", plan.namespace, ip)]
+            out.update(names_for_services(stable, namespace, snapshot.domain_suffix))
+    return out
 
 
 def service_nat(snapshot: MeshSnapshot) -> tuple[ServiceRule, ...]:

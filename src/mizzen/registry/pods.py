@@ -1,5 +1,14 @@
-"""Which pods exist: Deployments expanded into replicas, bare Pods as they are,
+"""Which pods exist: what Kubernetes' controllers would make of Deployments,
+ReplicaSets, StatefulSets, DaemonSets and Jobs, and bare Pods as they are,
 each with Istio's sidecar-injection decision made.
+
+Pods are named ``<controller>-<index>``: a StatefulSet's ordinals exactly as
+Kubernetes names them, the others in place of Kubernetes' random suffixes
+(so that a name stays the same from one apply to the next). One node runs
+everything: a DaemonSet has one pod. A StatefulSet pod gets the stable name
+``<pod>.<serviceName>``; under OrderedReady each pod starts once the one
+before it is ready. A Job runs ``completions`` pods at once (parallelism is
+not modelled).
 
 Injection follows what Istio's default webhooks and injector do together:
 
@@ -25,7 +34,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mizzen.api.resources import Container, ContainerPort, Deployment, Namespace, Pod, Resource
+from mizzen.api.resources import Container, ContainerPort, Namespace, Pod, PodController, Resource
 
 __all__ = ["PodPlan", "namespace_labels", "plan_pods", "sidecar_injected"]
 
@@ -57,9 +66,15 @@ class PodPlan:
     service_account: str = "default"
     containers: tuple[Container, ...] = ()
     sidecar: bool = False
-    owner: str = ""  # Deployment name, "" for a bare Pod
+    owner: str = ""  # the controller's name, "" for a bare Pod
     source_dir: str = ""  # directory of the manifest: base for relative command paths
     host_network: bool = False
+    owner_kind: str = ""  # Deployment, StatefulSet, ..., "" for a bare Pod
+    restart_policy: str = "Always"
+    backoff_limit: int = 6  # Job pods: failed runs retried before the pod fails
+    hostname: str = ""  # with subdomain: <hostname>.<subdomain>.<ns>.svc.<domain>
+    subdomain: str = ""
+    start_after: str = ""  # "ns/pod" that must be ready before this one starts
 
     @property
     def container_ports(self) -> tuple[ContainerPort, ...]:
@@ -67,14 +82,14 @@ class PodPlan:
 
 
 def plan_pods(resources: Sequence[Resource]) -> tuple[PodPlan, ...]:
-    """Pods in resource order; a Deployment's replicas are ``<name>-0`` ...
+    """Pods in resource order; a controller's are ``<name>-0`` ...
     ``<name>-<replicas-1>``."""
     ns_labels = namespace_labels(resources)
     plans: list[PodPlan] = []
     for resource in resources:
         obj = resource.obj
         source_dir = os.path.dirname(resource.source.file)
-        if isinstance(obj, Deployment):
+        if isinstance(obj, PodController):
             labels = ns_labels.get(obj.meta.namespace, {})
             plans.extend(_replicas(obj, labels, source_dir))
         elif isinstance(obj, Pod):
@@ -119,29 +134,41 @@ def _webhook_sees(ns_labels: Mapping[str, str], pod_labels: Mapping[str, str]) -
 
 
 def _replicas(
-    deployment: Deployment, ns_labels: Mapping[str, str], source_dir: str
+    controller: PodController, ns_labels: Mapping[str, str], source_dir: str
 ) -> list[PodPlan]:
-    template = deployment.template
-    meta = deployment.meta
+    template = controller.template
+    meta = controller.meta
+    spec = template.spec
     sidecar = sidecar_injected(
-        meta.namespace, ns_labels, template.labels, template.annotations, template.spec.host_network
+        meta.namespace, ns_labels, template.labels, template.annotations, spec.host_network
     )
     labels = _pod_labels(template.labels, meta.name, sidecar)
-    return [
-        PodPlan(
-            name=f"{meta.name}-{index}",
-            namespace=meta.namespace,
-            labels=labels,
-            annotations=dict(template.annotations),
-            service_account=template.spec.service_account_name,
-            containers=template.spec.containers,
-            sidecar=sidecar,
-            owner=meta.name,
-            source_dir=source_dir,
-            host_network=template.spec.host_network,
+    stateful = controller.kind == "StatefulSet"
+    plans = []
+    for index in range(controller.replicas):
+        name = f"{meta.name}-{index}"
+        ordered = stateful and controller.ordered and index > 0
+        plans.append(
+            PodPlan(
+                name=name,
+                namespace=meta.namespace,
+                labels=labels,
+                annotations=dict(template.annotations),
+                service_account=spec.service_account_name,
+                containers=spec.containers,
+                sidecar=sidecar,
+                owner=meta.name,
+                source_dir=source_dir,
+                host_network=spec.host_network,
+                owner_kind=controller.kind,
+                restart_policy=spec.restart_policy,
+                backoff_limit=controller.backoff_limit,
+                hostname=name if stateful else spec.hostname,
+                subdomain=controller.service_name if stateful else spec.subdomain,
+                start_after=f"{meta.namespace}/{meta.name}-{index - 1}" if ordered else "",
+            )
         )
-        for index in range(deployment.replicas)
-    ]
+    return plans
 
 
 def _bare_pod(pod: Pod, ns_labels: Mapping[str, str], source_dir: str) -> PodPlan:
@@ -160,6 +187,9 @@ def _bare_pod(pod: Pod, ns_labels: Mapping[str, str], source_dir: str) -> PodPla
         owner="",
         source_dir=source_dir,
         host_network=pod.spec.host_network,
+        restart_policy=pod.spec.restart_policy,
+        hostname=pod.spec.hostname,
+        subdomain=pod.spec.subdomain,
     )
 
 

@@ -20,6 +20,10 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+# One address, or several: a headless Service's name resolves to each of
+# its ready pods (one hosts line per address; glibc returns them all).
+Addresses = str | tuple[str, ...]
+
 ETC_NETNS = Path("/etc/netns")
 
 RESOLV_CONF = (
@@ -40,17 +44,19 @@ def service_names(
 
 
 def names_for_services(
-    services: Iterable[tuple[str, str, str]], pod_namespace: str, domain: str = "cluster.local"
-) -> dict[str, str]:
-    """Map every name of (name, namespace, ip) services to its ip."""
-    out: dict[str, str] = {}
+    services: Iterable[tuple[str, str, Addresses]],
+    pod_namespace: str,
+    domain: str = "cluster.local",
+) -> dict[str, Addresses]:
+    """Map every name of (name, namespace, address(es)) services to them."""
+    out: dict[str, Addresses] = {}
     for name, namespace, ip in services:
         for n in service_names(name, namespace, pod_namespace, domain):
             out[n] = ip
     return out
 
 
-def render_hosts(pod_hostname: str, pod_ip: str, names: Mapping[str, str]) -> str:
+def render_hosts(pod_hostname: str, pod_ip: str, names: Mapping[str, Addresses]) -> str:
     """A hosts file: localhost, the pod itself, then names grouped by address.
 
     Output is deterministic (sorted) so rewriting with unchanged input does
@@ -63,10 +69,11 @@ def render_hosts(pod_hostname: str, pod_ip: str, names: Mapping[str, str]) -> st
         f"{pod_ip}\t{pod_hostname}",
     ]
     by_ip: dict[str, list[str]] = {}
-    for n, ip in names.items():
+    for n, addresses in names.items():
         if n == pod_hostname or n == "localhost":
             continue
-        by_ip.setdefault(ip, []).append(n)
+        for ip in (addresses,) if isinstance(addresses, str) else addresses:
+            by_ip.setdefault(ip, []).append(n)
     for ip in sorted(by_ip, key=_ip_key):
         lines.append(f"{ip}\t{' '.join(sorted(by_ip[ip], key=lambda s: (s.count('.'), s)))}")
     return "\n".join(lines) + "\n"
@@ -108,7 +115,7 @@ def write_hosts(
     netns: str,
     pod_hostname: str,
     pod_ip: str,
-    names: Mapping[str, str],
+    names: Mapping[str, Addresses],
     etc_netns: Path = ETC_NETNS,
 ) -> Path:
     """render_hosts + write_pod_dns in one call; returns the /etc/netns dir."""

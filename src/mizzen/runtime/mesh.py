@@ -157,7 +157,7 @@ class LocalMesh:
     # -- pods --------------------------------------------------------------
 
     def add_pod(
-        self, namespace: str, name: str, hosts: Mapping[str, str] | None = None
+        self, namespace: str, name: str, hosts: Mapping[str, dns.Addresses] | None = None
     ) -> PodState:
         """Create the pod's namespace, veth, address and hosts file."""
         with self._mu:
@@ -188,7 +188,7 @@ class LocalMesh:
                 raise
             return pod
 
-    def set_hosts(self, namespace: str, name: str, names: Mapping[str, str]) -> None:
+    def set_hosts(self, namespace: str, name: str, names: Mapping[str, dns.Addresses]) -> None:
         """Rewrite the pod's hosts file in place (running processes see it)."""
         pod = self.pod(namespace, name)
         dns.write_pod_dns(pod.netns, dns.render_hosts(name, pod.ip, names), self.etc_netns)

@@ -1,0 +1,185 @@
+"""The workload kinds real manifests are made of, on the local runtime:
+a StatefulSet behind a headless Service (stable pod names, ordinal start),
+Jobs that complete or fail after their backoffLimit, a bare Pod, and what
+the runtime does not run (a CronJob) named with the reason."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import command_deployment, injected_namespace, mizzen, poll, running_mesh
+
+APPS = Path(__file__).resolve().parent / "apps"
+NS = "wl"
+SLEEP = ["python3", "-c", "import time; time.sleep(86400)"]
+
+
+def _job(name: str, code: str, backoff: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "backoffLimit": backoff,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "run", "command": ["python3", "-c", code]}],
+                }
+            },
+        },
+    }
+
+
+def manifest() -> list[dict[str, Any]]:
+    web = {"app": "web"}
+    return [
+        injected_namespace(NS),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "clusterIP": "None",
+                "selector": web,
+                "ports": [{"name": "http", "port": 8080}],
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "serviceName": "web",
+                "replicas": 3,
+                "selector": {"matchLabels": web},
+                "template": {
+                    "metadata": {"labels": web},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "echo",
+                                "command": ["python3", str(APPS / "echo.py"), "8080"],
+                                "ports": [{"containerPort": 8080}],
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+        command_deployment(NS, "client", SLEEP),
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "solo", "namespace": NS},
+            "spec": {"containers": [{"name": "main", "command": SLEEP}]},
+        },
+        _job("answer", "print('result: 42')", 6),
+        _job("broken", "import sys; print('trying'); sys.exit(3)", 2),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": NS},
+            "data": {"mode": "local"},
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "nightly", "namespace": NS},
+            "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {}}},
+        },
+    ]
+
+
+@pytest.fixture(scope="module")
+def mesh_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    directory = tmp_path_factory.mktemp("workloads")
+    with running_mesh(manifest(), "workloads", directory) as name:
+        yield name, directory
+
+
+def pods(mesh: str) -> dict[str, dict[str, Any]]:
+    rows = json.loads(mizzen("get", "pods", "--name", mesh, "-o", "json").stdout)
+    return {row["name"]: row for row in rows if row["namespace"] == NS}
+
+
+def in_client(mesh: str, code: str, *args: str) -> Any:
+    out = mizzen("exec", f"{NS}/client-0", "--name", mesh, "--", sys.executable, "-c", code, *args)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+RESOLVE = """
+import json, socket, sys
+print(json.dumps(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], 8080)})))
+"""
+FETCH = """
+import json, sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+print(opener.open(sys.argv[1], timeout=5).read().decode())
+"""
+
+
+def test_stateful_set_pods_start_in_ordinal_order(mesh_dir: tuple[str, Path]) -> None:
+    mesh, _ = mesh_dir
+    found = pods(mesh)
+    web = [found[f"web-{i}"] for i in range(3)]
+    assert all(p["ready"] and p["kind"] == "StatefulSet" for p in web), web
+    # Each started after the one before it was ready: strictly younger.
+    ages = [p["age"] for p in web]
+    assert ages[0] > ages[1] > ages[2], ages
+
+
+def test_headless_service_resolves_to_every_ready_pod(mesh_dir: tuple[str, Path]) -> None:
+    mesh, _ = mesh_dir
+    found = pods(mesh)
+    expected = sorted(found[f"web-{i}"]["ip"] for i in range(3))
+    assert in_client(mesh, RESOLVE, "web") == expected
+    assert in_client(mesh, RESOLVE, f"web.{NS}.svc.cluster.local") == expected
+
+
+def test_stateful_pods_answer_to_their_stable_names(mesh_dir: tuple[str, Path]) -> None:
+    mesh, _ = mesh_dir
+    found = pods(mesh)
+    for name in ("web-1.web", f"web-2.web.{NS}.svc.cluster.local"):
+        (address,) = in_client(mesh, RESOLVE, name)
+        assert address == found[name.split(".")[0]]["ip"], name
+        answer = in_client(mesh, FETCH, f"http://{name}:8080/")
+        assert answer["pod"] == name.split(".")[0], answer
+        # Through the caller's sidecar, which gave the request its id.
+        assert "x-request-id" in answer["headers"], answer
+
+
+def test_jobs_complete_or_fail_after_their_backoff_limit(mesh_dir: tuple[str, Path]) -> None:
+    mesh, _ = mesh_dir
+
+    def settled() -> bool:
+        found = pods(mesh)
+        return found["answer-0"]["status"] == "Completed" and found["broken-0"]["status"] == (
+            "Failed"
+        )
+
+    poll(settled, 60, "the Jobs' pods Completed and Failed")
+    found = pods(mesh)
+    assert found["broken-0"]["restarts"] == 2, found["broken-0"]  # backoffLimit: 3 runs
+    assert not found["answer-0"]["ready"]
+    log = mizzen("logs", f"{NS}/answer-0", "--name", mesh).stdout
+    assert "result: 42" in log
+    runs = mizzen("logs", f"{NS}/broken-0", "--name", mesh).stdout.count("trying")
+    assert runs == 3, runs
+    assert found["solo"]["ready"] and found["solo"]["kind"] == "Pod"
+
+
+def test_what_is_not_run_is_named_with_the_reason(mesh_dir: tuple[str, Path]) -> None:
+    mesh, directory = mesh_dir
+    stderr = (directory / "up.stderr").read_text()
+    assert f"CronJob {NS}/nightly: not run locally yet" in stderr, stderr
+    skipped = json.loads(mizzen("get", "skipped", "--name", mesh, "-o", "json").stdout)
+    assert [(s["kind"], s["name"]) for s in skipped] == [("CronJob", f"{NS}/nightly")], skipped
+    table = mizzen("get", "skipped", "--name", mesh).stdout
+    assert "CronJob" in table and "nothing schedules its Jobs" in table
