@@ -16,13 +16,16 @@ from mizzen.api.resources import (
     Probe,
 )
 from mizzen.mesh.pods import (
+    after_exit,
     app_probers_json,
     container_argv,
+    host_names,
     liveness_target,
     probe_target,
     probe_targets,
     restart_delay,
 )
+from mizzen.model.snapshot import Endpoint, MeshService, MeshSnapshot, ServicePort
 from mizzen.registry.pods import PodPlan
 from mizzen.runtime.probes import HttpGetProbe, TcpSocketProbe
 
@@ -111,3 +114,56 @@ def test_container_without_command_is_refused() -> None:
 
 def test_pod_spec_defaults_are_kubernetes_defaults() -> None:
     assert PodSpec(containers=()).service_account_name == "default"
+
+
+@pytest.mark.parametrize(
+    ("owner_kind", "policy", "code", "failed_before", "outcome"),
+    [
+        ("Deployment", "Always", 0, 0, "restart"),
+        ("Deployment", "Always", 1, 9, "restart"),
+        ("Job", "Never", 0, 0, "done"),
+        ("Job", "OnFailure", 0, 2, "done"),
+        ("Job", "Never", 3, 0, "restart"),
+        ("Job", "Never", 3, 1, "restart"),
+        ("Job", "Never", 3, 2, "fail"),  # backoffLimit 2: the third failed run ends it
+        ("Job", "OnFailure", 3, 2, "fail"),
+        ("", "Never", 3, 0, "fail"),  # a bare pod is not retried under Never
+        ("", "OnFailure", 3, 5, "restart"),
+    ],
+)
+def test_after_exit_follows_restart_policy_and_backoff_limit(
+    owner_kind: str, policy: str, code: int, failed_before: int, outcome: str
+) -> None:
+    job = dataclasses.replace(
+        plan(Container("run")), owner_kind=owner_kind, restart_policy=policy, backoff_limit=2
+    )
+    assert after_exit(job, code, failed_before) == outcome
+
+
+def _headless_snapshot() -> MeshSnapshot:
+    hostname = "db.shop.svc.cluster.local"
+    db = MeshService(hostname, "shop", "db", (ServicePort("tcp", 5432, "TCP"),), vip=None)
+    web = MeshService(
+        "web.shop.svc.cluster.local", "shop", "web", (ServicePort("http", 80, "HTTP"),), "10.0.0.9"
+    )
+    ready = (Endpoint("198.18.0.7", 5432), Endpoint("198.18.0.5", 5432))
+    return MeshSnapshot(
+        version="1",
+        services={db.hostname: db, web.hostname: web},
+        endpoints={(hostname, 5432): ready},
+        workloads=(),
+    )
+
+
+def test_headless_names_resolve_to_ready_pods_and_stateful_pods_by_name() -> None:
+    db1 = dataclasses.replace(plan(Container("db")), name="db-1", hostname="db-1", subdomain="db")
+    loose = dataclasses.replace(plan(Container("x")), name="x", hostname="x", subdomain="nothing")
+    names = host_names(_headless_snapshot(), "shop", [(db1, "198.18.0.7"), (loose, "198.18.0.8")])
+    assert names["db"] == ("198.18.0.5", "198.18.0.7")
+    assert names["db.shop.svc.cluster.local"] == ("198.18.0.5", "198.18.0.7")
+    assert names["web"] == "10.0.0.9"
+    assert names["db-1.db"] == names["db-1.db.shop.svc.cluster.local"] == "198.18.0.7"
+    # A subdomain that names no headless Service gives no name.
+    assert not [n for n in names if n.startswith("x.")]
+    other = host_names(_headless_snapshot(), "default", [(db1, "198.18.0.7")])
+    assert "db-1.db" not in other and other["db-1.db.shop"] == "198.18.0.7"

@@ -5,8 +5,9 @@ from dataclasses import replace
 import pytest
 from registry_factories import deployment, namespace, pod
 
+from mizzen.api.parse import parse_text
 from mizzen.api.resources import PodController, Resource, Source
-from mizzen.registry.pods import plan_pods, sidecar_injected
+from mizzen.registry.pods import PodPlan, plan_pods, sidecar_injected
 
 ENABLED = {"istio-injection": "enabled"}
 DISABLED = {"istio-injection": "disabled"}
@@ -107,3 +108,103 @@ def test_host_network_deployment_and_fields() -> None:
 
 def test_zero_replicas_plans_nothing() -> None:
     assert plan_pods([deployment("idle", replicas=0)]) == ()
+
+
+def _parsed(text: str) -> tuple[PodPlan, ...]:
+    result = parse_text(text, "/m/w.yaml")
+    assert result.errors == (), result.errors
+    return plan_pods(result.resources)
+
+
+CONTROLLERS = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: data}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, command: [run]}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: cache, namespace: data}
+spec:
+  serviceName: cache
+  podManagementPolicy: Parallel
+  replicas: 2
+  selector: {matchLabels: {app: cache}}
+  template:
+    metadata: {labels: {app: cache}}
+    spec: {containers: [{name: c, command: [run]}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: a, command: [run]}]}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: rs}}
+  template:
+    metadata: {labels: {app: rs}}
+    spec: {containers: [{name: a, command: [run]}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  backoffLimit: 2
+  template:
+    spec:
+      restartPolicy: OnFailure
+      containers: [{name: a, command: [run]}]
+"""
+
+
+def test_controllers_make_their_pods_as_kubernetes_names_them() -> None:
+    plans = {p.name: p for p in _parsed(CONTROLLERS)}
+    assert list(plans) == [
+        *("db-0", "db-1", "db-2", "cache-0", "cache-1"),
+        *("agent-0", "rs-0", "rs-1", "once-0"),
+    ]
+    db1 = plans["db-1"]
+    assert (db1.owner_kind, db1.hostname, db1.subdomain) == ("StatefulSet", "db-1", "db")
+    # OrderedReady: each waits for the one before it; Parallel does not.
+    assert [plans[f"db-{i}"].start_after for i in range(3)] == ["", "data/db-0", "data/db-1"]
+    assert plans["cache-1"].start_after == ""
+    assert plans["agent-0"].owner_kind == "DaemonSet"
+    job = plans["once-0"]
+    assert (job.owner_kind, job.restart_policy, job.backoff_limit) == ("Job", "OnFailure", 2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "restart", "message"),
+    [
+        ("Job", "Always", "Job pods need OnFailure or Never, got 'Always'"),
+        ("Deployment", "Never", "Deployment pods need Always, got 'Never'"),
+    ],
+)
+def test_restart_policy_must_suit_the_controller(kind: str, restart: str, message: str) -> None:
+    group = "batch" if kind == "Job" else "apps"
+    text = f"""\
+apiVersion: {group}/v1
+kind: {kind}
+metadata: {{name: x}}
+spec:
+  selector: {{matchLabels: {{app: x}}}}
+  template:
+    metadata: {{labels: {{app: x}}}}
+    spec: {{restartPolicy: {restart}, containers: [{{name: a, command: [run]}}]}}
+"""
+    (error,) = parse_text(text, "/m/x.yaml").errors
+    assert error.path == "spec.template.spec.restartPolicy" and error.message == message
