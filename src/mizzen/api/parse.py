@@ -658,25 +658,30 @@ def _probe(raw: Any) -> Probe | None:
     )
 
 
-def _pod_spec(raw: Raw) -> PodSpec:
-    return PodSpec(
-        containers=tuple(
-            Container(
-                name=c["name"],
-                image=c.get("image", ""),
-                command=_tuple(c.get("command")),
-                args=_tuple(c.get("args")),
-                env=tuple(EnvVar(e["name"], e.get("value") or "") for e in c.get("env") or ()),
-                ports=tuple(
-                    ContainerPort(p["containerPort"], p.get("name", ""), p.get("protocol", "TCP"))
-                    for p in c.get("ports") or ()
-                ),
-                readiness_probe=_probe(c.get("readinessProbe")),
-                liveness_probe=_probe(c.get("livenessProbe")),
-                working_dir=c.get("workingDir"),
-            )
-            for c in raw.get("containers") or ()
+def _container(c: Raw) -> Container:
+    return Container(
+        name=c["name"],
+        image=c.get("image", ""),
+        command=_tuple(c.get("command")),
+        args=_tuple(c.get("args")),
+        env=tuple(EnvVar(e["name"], e.get("value") or "") for e in c.get("env") or ()),
+        ports=tuple(
+            ContainerPort(p["containerPort"], p.get("name", ""), p.get("protocol", "TCP"))
+            for p in c.get("ports") or ()
         ),
+        readiness_probe=_probe(c.get("readinessProbe")),
+        liveness_probe=_probe(c.get("livenessProbe")),
+        working_dir=c.get("workingDir"),
+        raw=c,
+    )
+
+
+def _pod_spec(raw: Raw) -> PodSpec:
+    grace = raw.get("terminationGracePeriodSeconds")
+    return PodSpec(
+        containers=tuple(_container(c) for c in raw.get("containers") or ()),
+        init_containers=tuple(_container(c) for c in raw.get("initContainers") or ()),
+        termination_grace_period_seconds=30.0 if grace is None else float(grace),
         service_account_name=raw.get("serviceAccountName")
         or raw.get("serviceAccount")
         or "default",

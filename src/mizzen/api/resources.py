@@ -155,6 +155,9 @@ class Container:
     readiness_probe: Probe | None = None
     liveness_probe: Probe | None = None
     working_dir: str | None = None
+    # The container as written (camelCase): what the typed fields leave out
+    # (env valueFrom, envFrom, volumeMounts, lifecycle) is read from here.
+    raw: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ class PodSpec:
     restart_policy: str = "Always"  # Always, OnFailure, Never
     hostname: str = ""  # with subdomain: <hostname>.<subdomain>.<ns>.svc.<domain>
     subdomain: str = ""
+    init_containers: tuple[Container, ...] = ()
+    termination_grace_period_seconds: float = 30.0
 
 
 @dataclass(frozen=True)

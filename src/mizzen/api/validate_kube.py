@@ -106,9 +106,18 @@ def _check_pod_spec(spec: Mapping[str, Any], path: str, out: Problems) -> None:
         out.append((join(path, "containers"), "required"))
     elif not containers:
         out.append((join(path, "containers"), "must have at least one container"))
-    names: set[str] = set()
+    names: set[str] = set()  # unique across init containers and containers
+    inits = _list(spec.get("initContainers"), join(path, "initContainers"), out)
+    _check_containers(inits, join(path, "initContainers"), names, out)
+    _check_containers(containers, join(path, "containers"), names, out)
+    grace = spec.get("terminationGracePeriodSeconds")
+    _count(grace, join(path, "terminationGracePeriodSeconds"), out)
+    _pod_spec_fields(spec, path, out)
+
+
+def _check_containers(containers: list[Any], path: str, names: set[str], out: Problems) -> None:
     for i, raw in enumerate(containers):
-        where = index(join(path, "containers"), i)
+        where = index(path, i)
         c = _obj(raw, where, out)
         name = c.get("name")
         if not name:
@@ -150,6 +159,9 @@ def _check_pod_spec(spec: Mapping[str, Any], path: str, out: Problems) -> None:
                 if port is None:
                     out.append((join(join(join(where, probe_name), "httpGet"), "port"), "required"))
                 _int_or_name_port(port, join(join(join(where, probe_name), "httpGet"), "port"), out)
+
+
+def _pod_spec_fields(spec: Mapping[str, Any], path: str, out: Problems) -> None:
     _bool(spec.get("hostNetwork"), join(path, "hostNetwork"), out)
     restart = spec.get("restartPolicy")
     if restart is not None and restart not in ("Always", "OnFailure", "Never"):

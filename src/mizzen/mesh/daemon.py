@@ -36,12 +36,14 @@ from mizzen.mesh.notes import apply_notes
 from mizzen.mesh.pods import (
     after_exit,
     app_probers_json,
+    config_sources,
     container_argv,
     container_env,
     host_names,
     liveness_target,
     pod_key,
     pod_ports_json,
+    pre_stop_hook,
     probe_targets,
     restart_delay,
     service_nat,
@@ -49,6 +51,7 @@ from mizzen.mesh.pods import (
 from mizzen.model.build import build_snapshot
 from mizzen.model.proxy import parse_node_id, proxy_from_node
 from mizzen.model.snapshot import MeshSnapshot, Proxy, ServicePort
+from mizzen.node.spec import Sources
 from mizzen.registry.pods import PodPlan, plan_pods
 from mizzen.registry.services import service_hostname
 from mizzen.registry.vips import VipAllocator
@@ -56,6 +59,7 @@ from mizzen.runtime import probes, processes
 from mizzen.runtime.dns import Addresses
 from mizzen.runtime.kubeproxy import ServiceRule
 from mizzen.runtime.mesh import LocalMesh
+from mizzen.runtime.probes import HttpGetProbe
 from mizzen.runtime.state import PodState, ProcRef
 from mizzen.xds.cache import ConfigCache
 from mizzen.xds.server import XdsServer
@@ -89,11 +93,18 @@ class RunningPod:
     # The hosts names and service NAT rules last installed in the pod.
     networking: tuple[dict[str, Addresses], list[ServiceRule]] | None = None
     # Per container: running, or its exit code once done (restartPolicy
-    # OnFailure/Never); the failed runs so far; Running, Succeeded or Failed.
+    # OnFailure/Never); the failed runs so far; Init, Running, Succeeded or
+    # Failed.
     running: list[bool] = field(default_factory=list)
     exit_codes: list[int | None] = field(default_factory=list)
     failures: int = 0
     phase: str = "Running"
+    # Init containers: the one running (phase "Init"), its index, and when
+    # a failed one runs again.
+    init_ref: ProcRef | None = None
+    init_index: int = 0
+    init_restarts: int = 0
+    init_due: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -130,6 +141,8 @@ class MeshDaemon:
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._apply_started: float | None = None
+        # ConfigMaps' and Secrets' data, for the pods' env.
+        self.sources: Sources = {}
         # Pods waiting for the one before them (StatefulSet OrderedReady),
         # and every document up or apply skipped, as the user should see it.
         self.waiting: dict[str, PodPlan] = {}
@@ -192,6 +205,9 @@ class MeshDaemon:
         log.info("stopping mesh %s", self.layout.name)
         with contextlib.suppress(Exception):
             await self.xds.stop()
+        # Pods first, each with its preStop hooks and grace period.
+        await self._stop_pods(list(self.pods.values()))
+        self.pods.clear()
         if self._mesh is not None:
             report = await asyncio.to_thread(self._mesh.down)
             log.info("%s", report.summary())
@@ -245,7 +261,7 @@ class MeshDaemon:
             "namespace": pod.plan.namespace,
             "ip": pod.runtime.ip,
             "ready": pod.ready,
-            "status": "Error" if pod.error else _phase_label(pod.phase),
+            "status": "Error" if pod.error else _phase_label(pod),
             "kind": pod.plan.owner_kind or "Pod",
             "sidecar": pod.plan.sidecar,
             "netns": pod.runtime.netns,
@@ -353,10 +369,8 @@ class MeshDaemon:
         async with self._lock:
             resources = self.store.resources()
             wanted = {pod_key(p): p for p in plan_pods(resources)}
-            for key, pod in list(self.pods.items()):
-                if wanted.get(key) != pod.plan:
-                    await asyncio.to_thread(self._stop_pod, pod)
-                    del self.pods[key]
+            gone = [key for key, pod in self.pods.items() if wanted.get(key) != pod.plan]
+            await self._stop_pods([self.pods.pop(key) for key in gone])
             self._rebuild(resources)
             self.waiting = {}
             for key, plan in wanted.items():
@@ -381,6 +395,7 @@ class MeshDaemon:
             (p.plan.namespace, p.plan.name): p.runtime.ip for p in self.pods.values() if p.ready
         }
         self.revision += 1
+        self.sources = config_sources(resources)
         self.snapshot = build_snapshot(
             resources, pod_ips, vips, str(self.revision), mesh=self.mesh_config
         )
@@ -431,14 +446,11 @@ class MeshDaemon:
                     env=self._agent_env(),
                     sidecar=True,
                 )
-            for container in plan.containers:
-                pod.containers.append(self._spawn_container(pod, container))
-                pod.running.append(True)
-                pod.exit_codes.append(None)
-                pod.restarts.append(0)
-                pod.restart_due.append(None)
-                pod.liveness_failures.append(0)
-                pod.liveness_checked.append(time.monotonic())
+            if plan.init_containers:
+                pod.phase = "Init"
+                pod.init_ref = self._spawn_container(pod, plan.init_containers[0])
+            else:
+                self._spawn_containers(pod)
         except Exception as exc:
             pod.error = str(exc)
             log.error("pod %s failed to start: %s", pod_key(plan), exc)
@@ -446,15 +458,66 @@ class MeshDaemon:
             log.info("pod %s started at %s (sidecar: %s)", pod_key(plan), state.ip, plan.sidecar)
         return pod
 
+    def _spawn_containers(self, pod: RunningPod) -> None:
+        """The pod's containers, together (after its init containers)."""
+        for container in pod.plan.containers:
+            pod.containers.append(self._spawn_container(pod, container))
+            pod.running.append(True)
+            pod.exit_codes.append(None)
+            pod.restarts.append(0)
+            pod.restart_due.append(None)
+            pod.liveness_failures.append(0)
+            pod.liveness_checked.append(time.monotonic())
+
     def _spawn_container(self, pod: RunningPod, container: Container) -> ProcRef:
         plan = pod.plan
+        env = container_env(
+            container, plan, pod.runtime.ip, self.venv_bin, self._base_path, self.sources
+        )
         return self.mesh.spawn(
             plan.namespace,
             plan.name,
-            container_argv(container, plan.source_dir),
+            container_argv(container, plan.source_dir, env),
             role=container.name,
-            env=container_env(container, plan, pod.runtime.ip, self.venv_bin, self._base_path),
+            env=env,
             cwd=container.working_dir or plan.source_dir or "/",
+        )
+
+    def _supervise_init(self, pod: RunningPod, now: float) -> None:
+        """Init containers one at a time, each to exit 0 before the next (a
+        failed one runs again after a back-off, or fails the pod under
+        restartPolicy Never); then the containers."""
+        inits = pod.plan.init_containers
+        container = inits[pod.init_index]
+        if pod.init_due is not None:
+            if now >= pod.init_due:
+                pod.init_due = None
+                pod.init_restarts += 1
+                pod.init_ref = self._spawn_container(pod, container)
+            return
+        assert pod.init_ref is not None
+        code = processes.exit_status(pod.init_ref.pid)
+        if code is None:
+            return
+        if code == 0:
+            pod.init_index += 1
+            if pod.init_index < len(inits):
+                pod.init_ref = self._spawn_container(pod, inits[pod.init_index])
+            else:
+                pod.phase, pod.init_ref = "Running", None
+                self._spawn_containers(pod)
+            return
+        if pod.plan.restart_policy == "Never":
+            self._finish(pod, "Failed", f"init container {container.name} exited {code}")
+            return
+        delay = restart_delay(pod.init_restarts)
+        pod.init_due = now + delay
+        log.warning(
+            "init container %s of pod %s exited %d: running it again in %.0f s",
+            container.name,
+            pod_key(pod.plan),
+            code,
+            delay,
         )
 
     def _supervise(self, pod: RunningPod) -> None:
@@ -465,6 +528,9 @@ class MeshDaemon:
         if pod.error or pod.finished:
             return
         now = time.monotonic()
+        if pod.phase == "Init":
+            self._supervise_init(pod, now)
+            return
         for i, container in enumerate(pod.plan.containers):
             ref = pod.containers[i]
             if pod.exit_codes[i] is not None:
@@ -515,6 +581,7 @@ class MeshDaemon:
         pod.phase = phase
         refs = [
             *pod.containers,
+            *([pod.init_ref] if pod.init_ref else []),
             *self.mesh.pod(pod.plan.namespace, pod.plan.name).sidecar_processes,
         ]
         processes.stop_many(refs, 5.0)
@@ -537,10 +604,46 @@ class MeshDaemon:
         pod.liveness_failures[i] += 1
         return pod.liveness_failures[i] >= probe.failure_threshold
 
+    async def _stop_pods(self, pods: list[RunningPod]) -> None:
+        """Stop pods side by side, so that the longest grace period bounds
+        the wait, not their sum."""
+        results = await asyncio.gather(
+            *(asyncio.to_thread(self._stop_pod, pod) for pod in pods), return_exceptions=True
+        )
+        for pod, result in zip(pods, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("stopping pod %s failed: %s", pod_key(pod.plan), result)
+
     def _stop_pod(self, pod: RunningPod) -> None:
-        self.mesh.remove_pod(pod.plan.namespace, pod.plan.name)
+        """As the kubelet deletes a pod: each container's preStop hook, then
+        TERM, then KILL once terminationGracePeriodSeconds (counted from the
+        start, hooks included) have passed."""
+        deadline = time.monotonic() + pod.plan.grace_period
+        if pod.phase == "Running" and not pod.error:
+            for container in pod.plan.containers:
+                self._pre_stop(pod, container, deadline)
+        grace = max(0.5, deadline - time.monotonic())
+        self.mesh.remove_pod(pod.plan.namespace, pod.plan.name, grace)
         self.identity.forget(pod.plan.namespace, pod.plan.name)
         log.info("pod %s stopped", pod_key(pod.plan))
+
+    def _pre_stop(self, pod: RunningPod, container: Container, deadline: float) -> None:
+        hook = pre_stop_hook(container)
+        if hook is None:
+            return
+        plan = pod.plan
+        if isinstance(hook, HttpGetProbe):
+            remaining = max(0.1, deadline - time.monotonic())
+            probes.check_http(pod.runtime.ip, hook, min(remaining, 10.0))
+            return
+        env = container_env(
+            container, plan, pod.runtime.ip, self.venv_bin, self._base_path, self.sources
+        )
+        ref = self.mesh.spawn(
+            plan.namespace, plan.name, list(hook), role=f"{container.name}.prestop", env=env
+        )
+        while processes.exit_status(ref.pid) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _agent_env(self) -> dict[str, str]:
         return {"PATH": f"{self.venv_bin}:{self._base_path}", "PYTHONUNBUFFERED": "1"}
@@ -702,7 +805,7 @@ class MeshDaemon:
     def _pod_ready(self, pod: RunningPod) -> bool:
         # Not processes.alive(): it would reap an exited container and lose
         # the exit code _supervise needs.
-        if pod.error or pod.finished or not all(pod.running):
+        if pod.error or pod.phase != "Running" or not all(pod.running):
             return False
         ip = pod.runtime.ip
         if pod.plan.sidecar and not probes.http_ok(ip, HEALTH_PORT, "/healthz/ready"):
@@ -710,9 +813,11 @@ class MeshDaemon:
         return all(probes.is_ready(ip, t) for t in probe_targets(pod.plan))
 
 
-def _phase_label(phase: str) -> str:
-    # As kubectl shows a finished pod.
-    return {"Succeeded": "Completed", "Failed": "Failed"}.get(phase, phase)
+def _phase_label(pod: RunningPod) -> str:
+    # As kubectl shows them: a finished pod, and one in its init containers.
+    if pod.phase == "Init":
+        return f"Init:{pod.init_index}/{len(pod.plan.init_containers)}"
+    return {"Succeeded": "Completed"}.get(pod.phase, pod.phase)
 
 
 def _waiting_row(plan: PodPlan) -> dict[str, Any]:

@@ -147,8 +147,9 @@ def wait_ready(layout: MeshLayout, timeout: float) -> dict[str, Any]:
     )
 
 
-def stop(layout: MeshLayout, timeout: float = 20) -> list[str]:
-    """Ask the daemon to shut down cleanly, then remove whatever is left."""
+def stop(layout: MeshLayout, timeout: float = 60) -> list[str]:
+    """Ask the daemon to shut down cleanly (pods get their preStop hooks and
+    grace periods, 30 s by default), then remove whatever is left."""
     try:
         control.call(layout.control_socket, {"op": "shutdown"}, timeout=5)
         deadline = time.monotonic() + timeout

@@ -7,8 +7,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from mizzen.agent.appprobes import app_health_path, probers_json
-from mizzen.api.resources import Container, Probe
+from mizzen.api.resources import ConfigMap, Container, Probe, Resource, Secret
+from mizzen.kube.images import PodContext, expand
 from mizzen.model.snapshot import MeshSnapshot
+from mizzen.node import spec as podspec
+from mizzen.node.spec import Sources
 from mizzen.registry.pods import PodPlan
 from mizzen.runtime.dns import Addresses, names_for_services
 from mizzen.runtime.kubeproxy import ServiceRule
@@ -60,6 +63,20 @@ def after_exit(plan: PodPlan, code: int, failed_before: int) -> str:
     if plan.owner_kind == "Job":
         return "restart" if failed_before < plan.backoff_limit else "fail"
     return "fail" if plan.restart_policy == "Never" else "restart"
+
+
+def pre_stop_hook(container: Container) -> HttpGetProbe | tuple[str, ...] | None:
+    """A container's ``lifecycle.preStop``: a command to run in the pod, or
+    an HTTP GET to the pod (a named port resolves against the container's)."""
+    hook = (container.raw.get("lifecycle") or {}).get("preStop") or {}
+    if "exec" in hook:
+        return tuple(hook["exec"].get("command") or ()) or None
+    if "httpGet" in hook:
+        get = hook["httpGet"]
+        named = {p.name: p.container_port for p in container.ports if p.name}
+        port = _resolve_port(get.get("port", 80), named)
+        return None if port is None else HttpGetProbe(port, get.get("path") or "/")
+    return None
 
 
 def restart_delay(restarts: int) -> float:
@@ -132,11 +149,14 @@ def pod_ports_json(plan: PodPlan) -> str:
     return json.dumps(ports)
 
 
-def container_argv(container: Container, source_dir: str) -> list[str]:
+def container_argv(
+    container: Container, source_dir: str, env: Mapping[str, str] | None = None
+) -> list[str]:
     """Kubernetes semantics: `command` replaces the image entrypoint, `args`
-    follow it. Images cannot be pulled here, so a container without a command
-    has nothing to run."""
-    argv = [*container.command, *container.args]
+    follow it, ``$(NAME)`` in either is the container's variable. Images
+    cannot be pulled here, so a container without a command has nothing to
+    run."""
+    argv = [expand(arg, env or {}) for arg in (*container.command, *container.args)]
     if not argv:
         raise ValueError(
             f"container {container.name!r} has no command: images cannot be pulled in the "
@@ -155,9 +175,41 @@ def _relative_to(arg: str, source_dir: str) -> str:
     return arg
 
 
+def config_sources(resources: Iterable[Resource]) -> Sources:
+    """The ConfigMaps' and Secrets' data a pod's env may read, as text."""
+    out: dict[tuple[str, str, str], Mapping[str, str]] = {}
+    for resource in resources:
+        obj = resource.obj
+        if isinstance(obj, ConfigMap | Secret):
+            key = (type(obj).__name__, obj.meta.namespace, obj.meta.name)
+            out[key] = {k: v.decode(errors="replace") for k, v in obj.data.items()}
+    return out
+
+
+def pod_context(plan: PodPlan, ip: str) -> PodContext:
+    return PodContext(
+        name=plan.name,
+        namespace=plan.namespace,
+        ip=ip,
+        labels=plan.labels,
+        annotations=plan.annotations,
+        service_account=plan.service_account,
+        node_name="local",
+        host_ip=ip,
+    )
+
+
 def container_env(
-    container: Container, plan: PodPlan, ip: str, venv_bin: str, base_path: str
+    container: Container,
+    plan: PodPlan,
+    ip: str,
+    venv_bin: str,
+    base_path: str,
+    sources: Sources | None = None,
 ) -> dict[str, str]:
+    """The runtime's own variables, then the container's ``envFrom`` and
+    ``env`` as the kubelet resolves them (ConfigMaps, Secrets, the pod's
+    fields; raises ``SpecError`` for a missing ConfigMap, Secret or key)."""
     env = {
         "PATH": f"{venv_bin}:{base_path}",
         "HOME": "/tmp",
@@ -168,7 +220,10 @@ def container_env(
         "POD_IP": ip,
         "SERVICE_ACCOUNT": plan.service_account,
     }
-    env.update({e.name: e.value for e in container.env})
+    if container.raw:
+        env.update(podspec.container_env(container.raw, pod_context(plan, ip), sources or {}))
+    else:
+        env.update({e.name: e.value for e in container.env})
     return env
 
 

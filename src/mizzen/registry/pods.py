@@ -75,6 +75,8 @@ class PodPlan:
     hostname: str = ""  # with subdomain: <hostname>.<subdomain>.<ns>.svc.<domain>
     subdomain: str = ""
     start_after: str = ""  # "ns/pod" that must be ready before this one starts
+    init_containers: tuple[Container, ...] = ()
+    grace_period: float = 30.0  # terminationGracePeriodSeconds
 
     @property
     def container_ports(self) -> tuple[ContainerPort, ...]:
@@ -166,6 +168,8 @@ def _replicas(
                 hostname=name if stateful else spec.hostname,
                 subdomain=controller.service_name if stateful else spec.subdomain,
                 start_after=f"{meta.namespace}/{meta.name}-{index - 1}" if ordered else "",
+                init_containers=spec.init_containers,
+                grace_period=spec.termination_grace_period_seconds,
             )
         )
     return plans
@@ -190,6 +194,8 @@ def _bare_pod(pod: Pod, ns_labels: Mapping[str, str], source_dir: str) -> PodPla
         restart_policy=pod.spec.restart_policy,
         hostname=pod.spec.hostname,
         subdomain=pod.spec.subdomain,
+        init_containers=pod.spec.init_containers,
+        grace_period=pod.spec.termination_grace_period_seconds,
     )
 
 

@@ -1,0 +1,202 @@
+"""Pods as Kubernetes shapes them, on the local runtime: init containers in
+order before the rest, containers sharing the pod's network (a helper
+reaching the app on localhost), env from ConfigMaps, Secrets and the pod's
+own fields, workingDir, and deletion with preStop and the grace period."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from e2e_helpers import injected_namespace, mizzen, poll, running_mesh
+
+from mizzen.mesh.layout import MeshLayout
+
+APPS = Path(__file__).resolve().parent / "apps"
+NS = "shapes"
+GRACE_S = 3
+
+
+def _py(name: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "command": ["python3", "-c", code], **extra}
+
+
+STAMP = "import time; print('{0}', time.time(), flush=True)"
+HELPER = """
+import time, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+for _ in range(100):
+    try:
+        body = opener.open('http://localhost:8080/', timeout=2).read().decode()
+        print('helper got', body, flush=True)
+        break
+    except OSError:
+        time.sleep(0.2)
+time.sleep(86400)
+"""
+DUMP = """
+import json, os, time
+keys = ('GREETING', 'PASSWORD', 'MY_POD', 'MY_IP', 'MY_APP', 'CFG_mode', 'EXPANDED')
+print(json.dumps({'env': {k: os.environ.get(k) for k in keys}, 'cwd': os.getcwd(),
+                  'started': time.time()}), flush=True)
+time.sleep(86400)
+"""
+STUBBORN = """
+import signal, time
+signal.signal(signal.SIGTERM, lambda *_: print('term', flush=True))
+print('running', flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def _pod() -> dict[str, Any]:
+    def field(path: str) -> dict[str, Any]:
+        return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+    env = [
+        {
+            "name": "GREETING",
+            "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}},
+        },
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+        {"name": "MY_POD", **field("metadata.name")},
+        {"name": "MY_IP", **field("status.podIP")},
+        {"name": "MY_APP", **field("metadata.labels['app']")},
+        {"name": "EXPANDED", "value": "$(GREETING) from $(MY_POD)"},
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "duo", "namespace": NS, "labels": {"app": "duo"}},
+        "spec": {
+            "terminationGracePeriodSeconds": GRACE_S,
+            "initContainers": [
+                _py("first", STAMP.format("init-1")),
+                _py("second", STAMP.format("init-2")),
+            ],
+            "containers": [
+                {
+                    "name": "app",
+                    "command": ["python3", str(APPS / "echo.py"), "8080"],
+                    "ports": [{"containerPort": 8080}],
+                    "lifecycle": {
+                        "preStop": {"exec": {"command": ["python3", "-c", "print('prestop ran')"]}}
+                    },
+                },
+                _py("helper", HELPER),
+                _py(
+                    "dump",
+                    DUMP,
+                    env=env,
+                    envFrom=[{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+                    workingDir="/tmp",
+                ),
+                _py("stubborn", STUBBORN),
+            ],
+        },
+    }
+
+
+def manifest() -> list[dict[str, Any]]:
+    return [
+        injected_namespace(NS),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": NS},
+            "data": {"greeting": "hello", "mode": "local"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": NS},
+            "stringData": {"password": "s3cret"},
+        },
+        _pod(),
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "blocked", "namespace": NS},
+            "spec": {
+                "restartPolicy": "Never",
+                "initContainers": [_py("setup", "import sys; sys.exit(4)")],
+                "containers": [_py("main", "import time; time.sleep(86400)")],
+            },
+        },
+    ]
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_mesh(manifest(), "shapes", tmp_path_factory.mktemp("shapes")) as name:
+        yield name
+
+
+def log(mesh: str, pod: str, role: str) -> str:
+    path = MeshLayout.load(mesh).log_path(NS, pod, role)
+    return path.read_text() if path.exists() else ""
+
+
+def pods(mesh: str) -> dict[str, dict[str, Any]]:
+    rows = json.loads(mizzen("get", "pods", "--name", mesh, "-o", "json").stdout)
+    return {row["name"]: row for row in rows if row["namespace"] == NS}
+
+
+def _dump(mesh: str) -> dict[str, Any]:
+    poll(lambda: bool(log(mesh, "duo", "dump").strip()), 30, "the dump container's output")
+    found: dict[str, Any] = json.loads(log(mesh, "duo", "dump").splitlines()[0])
+    return found
+
+
+def test_init_containers_run_in_order_before_the_containers(mesh: str) -> None:
+    first = float(log(mesh, "duo", "first").split()[1])
+    second = float(log(mesh, "duo", "second").split()[1])
+    assert first < second < _dump(mesh)["started"]
+    assert pods(mesh)["duo"]["status"] == "Running"
+
+
+def test_a_failing_init_container_fails_the_pod_under_never(mesh: str) -> None:
+    poll(lambda: pods(mesh)["blocked"]["status"] == "Failed", 30, "blocked shown Failed")
+    assert log(mesh, "blocked", "main") == ""  # never started
+
+
+def test_containers_share_the_pods_network(mesh: str) -> None:
+    poll(lambda: "helper got" in log(mesh, "duo", "helper"), 30, "the helper's answer")
+    assert '"pod": "duo"' in log(mesh, "duo", "helper")
+
+
+def test_env_from_config_maps_secrets_and_the_pods_fields(mesh: str) -> None:
+    dump = _dump(mesh)
+    assert dump["env"] == {
+        "GREETING": "hello",
+        "PASSWORD": "s3cret",
+        "MY_POD": "duo",
+        "MY_IP": pods(mesh)["duo"]["ip"],
+        "MY_APP": "duo",
+        "CFG_mode": "local",
+        "EXPANDED": "hello from duo",
+    }
+    assert dump["cwd"] == "/tmp"
+
+
+def test_deletion_runs_pre_stop_then_kills_after_the_grace_period(
+    mesh: str, tmp_path: Path
+) -> None:
+    poll(lambda: "running" in log(mesh, "duo", "stubborn"), 30, "the stubborn container")
+    only = tmp_path / "duo.yaml"
+    only.write_text(yaml.safe_dump(_pod()))
+    started = time.monotonic()
+    out = mizzen("delete", "-f", str(only), "--name", mesh)
+    took = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    assert "duo" not in pods(mesh)
+    assert "prestop ran" in log(mesh, "duo", "app.prestop")
+    # TERM was caught and ignored; KILL came when the grace period ended.
+    assert "term" in log(mesh, "duo", "stubborn")
+    assert GRACE_S - 0.5 <= took < GRACE_S + 10, took
