@@ -46,6 +46,26 @@ print(json.dumps({'env': {k: os.environ.get(k) for k in keys}, 'cwd': os.getcwd(
                   'started': time.time()}), flush=True)
 time.sleep(86400)
 """
+READER = """
+import json, os, time
+last = None
+while True:
+    seen = {}
+    for path in ('/scratch/out.txt', '/etc/app/greeting', '/etc/podinfo/app'):
+        try:
+            seen[path] = open(path).read()
+        except OSError as e:
+            seen[path] = 'error: ' + e.strerror
+    try:
+        open('/etc/app/new', 'w')
+        seen['writable'] = True
+    except OSError:
+        seen['writable'] = False
+    if seen != last:
+        print(json.dumps(seen), flush=True)
+        last = seen
+    time.sleep(0.2)
+"""
 STUBBORN = """
 import signal, time
 signal.signal(signal.SIGTERM, lambda *_: print('term', flush=True))
@@ -103,15 +123,63 @@ def _pod() -> dict[str, Any]:
     }
 
 
+def _files_pod() -> dict[str, Any]:
+    """Volumes at paths the host does not have: an emptyDir an init
+    container fills, a ConfigMap and the downward API."""
+    work = {"name": "scratch", "mountPath": "/scratch"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "files", "namespace": NS, "labels": {"app": "files"}},
+        "spec": {
+            "volumes": [
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "config", "configMap": {"name": "settings"}},
+                {
+                    "name": "podinfo",
+                    "downwardAPI": {
+                        "items": [
+                            {"path": "app", "fieldRef": {"fieldPath": "metadata.labels['app']"}}
+                        ]
+                    },
+                },
+            ],
+            "initContainers": [
+                _py(
+                    "fill",
+                    "open('/scratch/out.txt', 'w').write('made by init')",
+                    volumeMounts=[work],
+                )
+            ],
+            "containers": [
+                _py(
+                    "reader",
+                    READER,
+                    volumeMounts=[
+                        work,
+                        {"name": "config", "mountPath": "/etc/app"},
+                        {"name": "podinfo", "mountPath": "/etc/podinfo"},
+                    ],
+                )
+            ],
+        },
+    }
+
+
+def _settings(greeting: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": NS},
+        "data": {"greeting": greeting, "mode": "local"},
+    }
+
+
 def manifest() -> list[dict[str, Any]]:
     return [
         injected_namespace(NS),
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "settings", "namespace": NS},
-            "data": {"greeting": "hello", "mode": "local"},
-        },
+        _settings("hello"),
+        _files_pod(),
         {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -183,6 +251,33 @@ def test_env_from_config_maps_secrets_and_the_pods_fields(mesh: str) -> None:
         "EXPANDED": "hello from duo",
     }
     assert dump["cwd"] == "/tmp"
+
+
+def _reader(mesh: str) -> dict[str, Any]:
+    lines = log(mesh, "files", "reader").splitlines()
+    return json.loads(lines[-1]) if lines else {}
+
+
+def test_volumes_appear_at_their_mount_paths_and_follow_the_config_map(
+    mesh: str, tmp_path: Path
+) -> None:
+    poll(lambda: bool(_reader(mesh)), 30, "the reader's first look")
+    seen = _reader(mesh)
+    assert seen["/scratch/out.txt"] == "made by init", seen
+    assert seen["/etc/app/greeting"] == "hello", seen
+    assert seen["/etc/podinfo/app"] == "files", seen
+    assert seen["writable"] is False, seen  # ConfigMap volumes are read-only
+    # Only the pod sees them: the host's file system is untouched.
+    assert not Path("/scratch").exists() and not Path("/etc/app").exists()
+    changed = tmp_path / "settings.yaml"
+    changed.write_text(yaml.safe_dump(_settings("hello again")))
+    out = mizzen("apply", "-f", str(changed), "--name", mesh)
+    assert out.returncode == 0, out.stderr
+    poll(
+        lambda: _reader(mesh).get("/etc/app/greeting") == "hello again",
+        30,
+        "the re-applied ConfigMap in the mounted file",
+    )
 
 
 def test_deletion_runs_pre_stop_then_kills_after_the_grace_period(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from e2e_helpers import command_deployment, injected_namespace, mizzen, poll, running_mesh
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -183,3 +184,28 @@ def test_what_is_not_run_is_named_with_the_reason(mesh_dir: tuple[str, Path]) ->
     assert [(s["kind"], s["name"]) for s in skipped] == [("CronJob", f"{NS}/nightly")], skipped
     table = mizzen("get", "skipped", "--name", mesh).stdout
     assert "CronJob" in table and "nothing schedules its Jobs" in table
+
+
+def test_reapplying_with_new_replicas_leaves_the_other_pods_alone(
+    mesh_dir: tuple[str, Path],
+) -> None:
+    mesh, directory = mesh_dir
+    before = pods(mesh)
+    stateful = next(d for d in manifest() if d["kind"] == "StatefulSet")
+
+    def scale(replicas: int) -> None:
+        stateful["spec"]["replicas"] = replicas
+        path = directory / f"web-{replicas}.yaml"
+        path.write_text(yaml.safe_dump(stateful))
+        out = mizzen("apply", "-f", str(path), "--name", mesh)
+        assert out.returncode == 0, out.stderr
+
+    scale(4)
+    poll(lambda: pods(mesh).get("web-3", {}).get("ready") is True, 60, "web-3 ready")
+    scale(2)
+    poll(lambda: "web-2" not in pods(mesh), 60, "web-2 and web-3 gone")
+    after = pods(mesh)
+    assert "web-3" not in after
+    for name in ("web-0", "web-1"):  # the same processes all along
+        assert after[name]["ip"] == before[name]["ip"]
+        assert after[name]["age"] > before[name]["age"] and after[name]["restarts"] == 0

@@ -19,13 +19,17 @@ from mizzen.mesh.pods import (
     after_exit,
     app_probers_json,
     container_argv,
+    container_mounts,
     host_names,
     liveness_target,
+    pre_stop_hook,
     probe_target,
     probe_targets,
     restart_delay,
+    volume_files,
 )
 from mizzen.model.snapshot import Endpoint, MeshService, MeshSnapshot, ServicePort
+from mizzen.node.spec import SpecError
 from mizzen.registry.pods import PodPlan
 from mizzen.runtime.probes import HttpGetProbe, TcpSocketProbe
 
@@ -167,3 +171,65 @@ def test_headless_names_resolve_to_ready_pods_and_stateful_pods_by_name() -> Non
     assert not [n for n in names if n.startswith("x.")]
     other = host_names(_headless_snapshot(), "default", [(db1, "198.18.0.7")])
     assert "db-1.db" not in other and other["db-1.db.shop"] == "198.18.0.7"
+
+
+def _with_volumes(
+    *volumes: dict[str, object], mounts: list[dict[str, object]]
+) -> tuple[Container, PodPlan]:
+    container = Container("app", raw={"name": "app", "volumeMounts": mounts})
+    return container, dataclasses.replace(plan(container), volumes=volumes)
+
+
+def test_container_mounts_resolve_sub_paths_and_make_api_volumes_read_only() -> None:
+    container, pod = _with_volumes(
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "config", "configMap": {"name": "settings"}},
+        mounts=[
+            {"name": "scratch", "mountPath": "/scratch"},
+            {"name": "config", "mountPath": "/etc/app/app.conf", "subPath": "app.conf"},
+        ],
+    )
+    dirs = {"scratch": Path("/v/scratch"), "config": Path("/v/config")}
+    assert container_mounts(container, pod, dirs) == [
+        {"path": "/scratch", "source": "/v/scratch", "readOnly": False},
+        {"path": "/etc/app/app.conf", "source": "/v/config/app.conf", "readOnly": True},
+    ]
+
+
+def test_a_mount_of_no_volume_and_token_projections_are_refused() -> None:
+    container, pod = _with_volumes(mounts=[{"name": "nothing", "mountPath": "/x"}])
+    with pytest.raises(SpecError, match="'nothing' names no volume"):
+        container_mounts(container, pod, {})
+    token = {"serviceAccountToken": {"path": "token", "audience": "a"}}
+    _, pod = _with_volumes({"name": "t", "projected": {"sources": [token]}}, mounts=[])
+    with pytest.raises(SpecError, match="need an API server"):
+        volume_files(pod, "198.18.0.2", {})
+
+
+def test_volume_files_read_config_maps_and_the_pods_fields() -> None:
+    _, pod = _with_volumes(
+        {"name": "config", "configMap": {"name": "settings"}},
+        {
+            "name": "info",
+            "downwardAPI": {
+                "items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]
+            },
+        },
+        mounts=[],
+    )
+    sources = {("ConfigMap", "shop", "settings"): {"greeting": "hello"}}
+    files = volume_files(pod, "198.18.0.2", sources)
+    assert [(f.path, f.data) for f in files["config"]] == [("greeting", b"hello")]
+    assert [(f.path, f.data) for f in files["info"]] == [("name", b"web-0")]
+
+
+def test_pre_stop_hooks() -> None:
+    run = Container("a", raw={"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "x"]}}}})
+    assert pre_stop_hook(run) == ("sh", "-c", "x")
+    get = Container(
+        "a",
+        ports=(ContainerPort(8080, name="http"),),
+        raw={"lifecycle": {"preStop": {"httpGet": {"port": "http", "path": "/quit"}}}},
+    )
+    assert pre_stop_hook(get) == HttpGetProbe(8080, "/quit")
+    assert pre_stop_hook(Container("a")) is None

@@ -682,6 +682,7 @@ def _pod_spec(raw: Raw) -> PodSpec:
         containers=tuple(_container(c) for c in raw.get("containers") or ()),
         init_containers=tuple(_container(c) for c in raw.get("initContainers") or ()),
         termination_grace_period_seconds=30.0 if grace is None else float(grace),
+        volumes=tuple(raw.get("volumes") or ()),
         service_account_name=raw.get("serviceAccountName")
         or raw.get("serviceAccount")
         or "default",

@@ -170,6 +170,7 @@ class PodSpec:
     subdomain: str = ""
     init_containers: tuple[Container, ...] = ()
     termination_grace_period_seconds: float = 30.0
+    volumes: tuple[Mapping[str, Any], ...] = ()  # as written (camelCase)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -39,6 +40,7 @@ from mizzen.mesh.pods import (
     config_sources,
     container_argv,
     container_env,
+    container_mounts,
     host_names,
     liveness_target,
     pod_key,
@@ -47,11 +49,13 @@ from mizzen.mesh.pods import (
     probe_targets,
     restart_delay,
     service_nat,
+    volume_files,
 )
 from mizzen.model.build import build_snapshot
 from mizzen.model.proxy import parse_node_id, proxy_from_node
 from mizzen.model.snapshot import MeshSnapshot, Proxy, ServicePort
 from mizzen.node.spec import Sources
+from mizzen.node.volumes import VolumeFile, write_volume
 from mizzen.registry.pods import PodPlan, plan_pods
 from mizzen.registry.services import service_hostname
 from mizzen.registry.vips import VipAllocator
@@ -65,6 +69,8 @@ from mizzen.xds.cache import ConfigCache
 from mizzen.xds.server import XdsServer
 
 log = logging.getLogger("mizzen.mesh")
+
+PODFS = "mizzen.runtime.podfs"
 
 # ADS without TLS, for debugging: on a loopback address of the mesh's own
 # (pods cannot reach the host's loopback), so several meshes can each have it.
@@ -105,6 +111,8 @@ class RunningPod:
     init_index: int = 0
     init_restarts: int = 0
     init_due: float | None = None
+    # The volume files last written, by volume name.
+    volume_files: dict[str, list[VolumeFile]] | None = None
 
     @property
     def finished(self) -> bool:
@@ -382,6 +390,7 @@ class MeshDaemon:
                     continue
                 self.pods[key] = await asyncio.to_thread(self._start_pod, plan)
             await asyncio.to_thread(self._refresh_pod_networking)
+            await asyncio.to_thread(self._refresh_volumes)
             self.xds.push(reason)
             self._stale = False
 
@@ -399,6 +408,15 @@ class MeshDaemon:
         self.snapshot = build_snapshot(
             resources, pod_ips, vips, str(self.revision), mesh=self.mesh_config
         )
+
+    def _refresh_volumes(self) -> None:
+        for pod in self.pods.values():
+            if pod.error or pod.finished:
+                continue
+            try:
+                self._write_volumes(pod)
+            except Exception as exc:
+                log.error("updating the volumes of pod %s failed: %s", pod_key(pod.plan), exc)
 
     def _ready_pods(self) -> list[tuple[PodPlan, str]]:
         return [(p.plan, p.runtime.ip) for p in self.pods.values() if p.ready]
@@ -435,6 +453,7 @@ class MeshDaemon:
         state = self.mesh.add_pod(ns, name, host_names(self.snapshot, ns, self._ready_pods()))
         pod = RunningPod(plan=plan, runtime=state)
         try:
+            self._write_volumes(pod)
             if plan.sidecar:
                 install_capture(state.netns, CaptureConfig.from_annotations(plan.annotations))
                 token = self.identity.admit(ns, name, plan.service_account)
@@ -474,14 +493,35 @@ class MeshDaemon:
         env = container_env(
             container, plan, pod.runtime.ip, self.venv_bin, self._base_path, self.sources
         )
+        argv = container_argv(container, plan.source_dir, env)
+        cwd = container.working_dir or plan.source_dir or "/"
+        mounts = container_mounts(container, plan, self._volume_dirs(plan))
+        if mounts:
+            # Its own file system view, volumes at their mountPath (podfs.py).
+            state = self.layout.pod_dir(plan.namespace, plan.name) / "fs" / container.name
+            spec = {"state": str(state), "mounts": mounts, "cwd": cwd}
+            argv = [sys.executable, "-m", PODFS, json.dumps(spec), "--", *argv]
         return self.mesh.spawn(
-            plan.namespace,
-            plan.name,
-            container_argv(container, plan.source_dir, env),
-            role=container.name,
-            env=env,
-            cwd=container.working_dir or plan.source_dir or "/",
+            plan.namespace, plan.name, argv, role=container.name, env=env, cwd=cwd
         )
+
+    def _volume_dirs(self, plan: PodPlan) -> dict[str, Path]:
+        base = self.layout.pod_dir(plan.namespace, plan.name) / "volumes"
+        return {v["name"]: base / v["name"] for v in plan.volumes}
+
+    def _write_volumes(self, pod: RunningPod) -> None:
+        """Each volume's files under the pod's directory, rewritten as
+        ConfigMaps and Secrets change (the kubelet's eventual update; files
+        are replaced whole, so a reader never sees half of one)."""
+        if not pod.plan.volumes:
+            return
+        files = volume_files(pod.plan, pod.runtime.ip, self.sources)
+        if files == pod.volume_files:
+            return
+        dirs = self._volume_dirs(pod.plan)
+        for name, content in files.items():
+            write_volume(dirs[name], content)
+        pod.volume_files = files
 
     def _supervise_init(self, pod: RunningPod, now: float) -> None:
         """Init containers one at a time, each to exit 0 before the next (a
@@ -624,6 +664,7 @@ class MeshDaemon:
                 self._pre_stop(pod, container, deadline)
         grace = max(0.5, deadline - time.monotonic())
         self.mesh.remove_pod(pod.plan.namespace, pod.plan.name, grace)
+        shutil.rmtree(self.layout.pod_dir(pod.plan.namespace, pod.plan.name), ignore_errors=True)
         self.identity.forget(pod.plan.namespace, pod.plan.name)
         log.info("pod %s stopped", pod_key(pod.plan))
 

@@ -40,6 +40,11 @@ class MeshLayout:
         # The runtime's naming: logs/<namespace>.<pod>.<role>.log
         return self.dir / "logs" / f"{namespace}.{pod}.{role}.log"
 
+    def pod_dir(self, namespace: str, pod: str) -> Path:
+        """The pod's volumes (volumes/<name>) and its containers' file
+        system state (fs/<container>)."""
+        return self.dir / "pods" / f"{namespace}.{pod}"
+
     def proxy_dir(self, namespace: str, pod: str) -> Path:
         return self.dir / "proxies" / f"{namespace}.{pod}"
 

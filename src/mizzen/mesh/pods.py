@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from mizzen.agent.appprobes import app_health_path, probers_json
 from mizzen.api.resources import ConfigMap, Container, Probe, Resource, Secret
 from mizzen.kube.images import PodContext, expand
 from mizzen.model.snapshot import MeshSnapshot
 from mizzen.node import spec as podspec
+from mizzen.node import volumes
 from mizzen.node.spec import Sources
+from mizzen.node.volumes import VolumeFile
 from mizzen.registry.pods import PodPlan
 from mizzen.runtime.dns import Addresses, names_for_services
 from mizzen.runtime.kubeproxy import ServiceRule
@@ -63,6 +66,38 @@ def after_exit(plan: PodPlan, code: int, failed_before: int) -> str:
     if plan.owner_kind == "Job":
         return "restart" if failed_before < plan.backoff_limit else "fail"
     return "fail" if plan.restart_policy == "Never" else "restart"
+
+
+# Volumes whose files come from the API: Kubernetes mounts them read-only.
+_API_VOLUMES = ("configMap", "secret", "downwardAPI", "projected")
+
+
+def volume_files(plan: PodPlan, ip: str, sources: Sources) -> dict[str, list[VolumeFile]]:
+    """Each volume's files by name ([] for an emptyDir); raises SpecError
+    for a missing ConfigMap, Secret or key, or a source the runtime lacks."""
+    if volumes.token_requests({"spec": {"volumes": list(plan.volumes)}}):
+        raise podspec.SpecError(
+            "serviceAccountToken projections need an API server: use Kubernetes mode"
+        )
+    pod = pod_context(plan, ip)
+    return {v["name"]: volumes.render_volume(v, pod, sources, {}) for v in plan.volumes}
+
+
+def container_mounts(
+    container: Container, plan: PodPlan, volume_dirs: Mapping[str, Path]
+) -> list[dict[str, Any]]:
+    """The container's volumeMounts as podfs wants them: path, source (the
+    volume's directory, or a file in it for a subPath) and readOnly."""
+    kinds = {v["name"]: next((k for k in v if k != "name"), "") for v in plan.volumes}
+    out = []
+    for mount in container.raw.get("volumeMounts") or ():
+        name = mount["name"]
+        if name not in volume_dirs:
+            raise podspec.SpecError(f"volumeMount {name!r} names no volume of the pod")
+        source = volume_dirs[name] / (mount.get("subPath") or "")
+        read_only = bool(mount.get("readOnly")) or kinds[name] in _API_VOLUMES
+        out.append({"path": mount["mountPath"], "source": str(source), "readOnly": read_only})
+    return out
 
 
 def pre_stop_hook(container: Container) -> HttpGetProbe | tuple[str, ...] | None:

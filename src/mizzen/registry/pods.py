@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mizzen.api.resources import Container, ContainerPort, Namespace, Pod, PodController, Resource
 
@@ -77,6 +78,7 @@ class PodPlan:
     start_after: str = ""  # "ns/pod" that must be ready before this one starts
     init_containers: tuple[Container, ...] = ()
     grace_period: float = 30.0  # terminationGracePeriodSeconds
+    volumes: tuple[Mapping[str, Any], ...] = ()  # as written
 
     @property
     def container_ports(self) -> tuple[ContainerPort, ...]:
@@ -170,6 +172,7 @@ def _replicas(
                 start_after=f"{meta.namespace}/{meta.name}-{index - 1}" if ordered else "",
                 init_containers=spec.init_containers,
                 grace_period=spec.termination_grace_period_seconds,
+                volumes=spec.volumes,
             )
         )
     return plans
@@ -196,6 +199,7 @@ def _bare_pod(pod: Pod, ns_labels: Mapping[str, str], source_dir: str) -> PodPla
         subdomain=pod.spec.subdomain,
         init_containers=pod.spec.init_containers,
         grace_period=pod.spec.termination_grace_period_seconds,
+        volumes=pod.spec.volumes,
     )
 
 
