@@ -74,6 +74,14 @@ def manifest() -> list[dict[str, Any]]:
             },
         },
         command_deployment(NS, "client", SLEEP),
+        # Pods reach each other by name over mTLS, as in an Istio namespace
+        # locked down this way.
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "PeerAuthentication",
+            "metadata": {"name": "default", "namespace": NS},
+            "spec": {"mtls": {"mode": "STRICT"}},
+        },
         {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -152,8 +160,9 @@ def test_stateful_pods_answer_to_their_stable_names(mesh_dir: tuple[str, Path]) 
         assert address == found[name.split(".")[0]]["ip"], name
         answer = in_client(mesh, FETCH, f"http://{name}:8080/")
         assert answer["pod"] == name.split(".")[0], answer
-        # Through the caller's sidecar, which gave the request its id.
-        assert "x-request-id" in answer["headers"], answer
+        # Through both sidecars over mTLS: the server's names the caller.
+        xfcc = answer["headers"].get("x-forwarded-client-cert", "")
+        assert f"URI=spiffe://cluster.local/ns/{NS}/sa/default" in xfcc, answer
 
 
 def test_jobs_complete_or_fail_after_their_backoff_limit(mesh_dir: tuple[str, Path]) -> None:

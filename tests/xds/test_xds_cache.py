@@ -3,6 +3,7 @@ exactly when the inputs are the same, and changes when they change."""
 
 from __future__ import annotations
 
+from dataclasses import fields as fields_of
 from dataclasses import replace
 from typing import Any
 
@@ -35,6 +36,7 @@ from mizzen.registry.endpoints import service_endpoints, workloads
 from mizzen.registry.pods import plan_pods
 from mizzen.registry.services import mesh_services
 from mizzen.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, build_resources
+from mizzen.xds import cache as cache_module
 from mizzen.xds.cache import ConfigCache, changed_fields
 from mizzen.xds.protocol import PreparedConfig, serialize
 
@@ -261,3 +263,20 @@ def test_indexed_endpoints_equal_the_registry_scan(services: int) -> None:
     assert list(indexed) == list(scanned)
     snap = build_snapshot(mesh.resources, mesh.pod_ips, mesh.vips, "1")
     assert snap.endpoints == scanned
+
+
+def test_every_snapshot_field_translation_reads_invalidates_the_cache() -> None:
+    """A snapshot field the cache does not watch would let a proxy keep stale
+    config: each field is either watched or known to be read another way."""
+    read_otherwise = {"version", "endpoints", "workloads"}  # EDS, keys, inbound key
+    fields = {f.name for f in fields_of(MeshSnapshot)}
+    assert fields - read_otherwise == set(cache_module._CONFIG_FIELDS)
+
+
+def test_mesh_settings_are_config_fields() -> None:
+    mesh = _mesh()
+    s1 = mesh.snapshot("1")
+    upgraded = replace(s1, h2_upgrade=True)
+    assert changed_fields(s1, upgraded) == {"h2_upgrade"}
+    timed = replace(s1, protocol_detection_timeout=1.0)
+    assert changed_fields(s1, timed) == {"protocol_detection_timeout"}

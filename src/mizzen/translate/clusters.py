@@ -235,6 +235,14 @@ def _upstream_tls(
         sans = settings.get("subjectAltNames") or snapshot.service_accounts.get(hostname, ())
         cluster.transport_socket.CopyFrom(tls.istio_upstream(sni, sans, http2=http2))
         return
+    if mode is None and _headless_in_mesh(snapshot, spec):
+        # Connections go where the app dialled (ORIGINAL_DST), so no endpoint
+        # metadata can pick the socket: mTLS when every pod behind the
+        # headless service has a sidecar.
+        sans = snapshot.service_accounts.get(hostname, ())
+        sni = tls.sni(port, hostname, spec.subset)
+        cluster.transport_socket.CopyFrom(tls.istio_upstream(sni, sans, http2=http2))
+        return
     if mode is not None or not _auto_mtls(snapshot, spec):
         # DISABLE, or SIMPLE/MUTUAL (origination to servers outside the
         # mesh: not built yet, refused with a warning at apply), or no mTLS.
@@ -248,6 +256,19 @@ def _upstream_tls(
     # Endpoints without the label use the cluster's own transport socket,
     # plaintext. (Istio spells this out as a "tlsMode-disabled" match with
     # an empty selector; leaving it out saves a fifth of every cluster.)
+
+
+def _headless_in_mesh(snapshot: MeshSnapshot, spec: OutboundCluster) -> bool:
+    """A Kubernetes headless service whose ready pods all have a sidecar."""
+    service = spec.service
+    if not snapshot.auto_mtls or service.origin != "kubernetes" or service.resolution != "NONE":
+        return False
+    if service_mode(snapshot, service) in (None, "DISABLE"):
+        return False
+    endpoints = snapshot.endpoints_of(service.hostname, spec.port.port)
+    return bool(endpoints) and all(
+        e.labels.get(tls.TLS_MODE_LABEL) == tls.TLS_MODE_ISTIO for e in endpoints
+    )
 
 
 def _auto_mtls(snapshot: MeshSnapshot, spec: OutboundCluster) -> bool:

@@ -140,7 +140,9 @@ def service_domains(service: MeshService, port: int, proxy_namespace: str) -> li
 
     The bare short name is offered only in the service's own namespace: from
     elsewhere it would mean a different service (and duplicate domains make
-    Envoy reject the whole route config).
+    Envoy reject the whole route config). A headless Service's pods are
+    reached by name too (``web-1.web``, a StatefulSet's): those names take
+    the service's routes, whose cluster connects to the pod the name gave.
     """
     if service.origin == "serviceentry":
         hosts = [service.hostname]
@@ -149,6 +151,8 @@ def service_domains(service: MeshService, port: int, proxy_namespace: str) -> li
         hosts = [service.hostname, f"{base}.svc", base]
         if service.namespace == proxy_namespace:
             hosts.append(service.name)
+        if service.resolution == "NONE":
+            hosts += [f"*.{host}" for host in hosts]
     if service.vip:
         hosts.append(service.vip)
     return [d for host in hosts for d in (host, f"{host}:{port}")]

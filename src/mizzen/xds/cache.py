@@ -76,6 +76,8 @@ _CONFIG_FIELDS = (
     "trust_domain",
     "auto_mtls",
     "service_accounts",
+    "protocol_detection_timeout",
+    "h2_upgrade",
 )
 
 
@@ -95,13 +97,14 @@ def _frozen(mapping: Mapping[str, Any]) -> frozenset[tuple[str, Any]]:
     return frozenset(mapping.items())
 
 
-def _dns_endpoints(snapshot: MeshSnapshot) -> dict[tuple[str, int], tuple[Endpoint, ...]]:
-    """Endpoints that clusters (not EDS) carry: those of DNS services."""
+def _cluster_endpoints(snapshot: MeshSnapshot) -> dict[tuple[str, int], tuple[Endpoint, ...]]:
+    """Endpoints that clusters (not EDS) read: those of DNS services (their
+    targets) and of headless ones (whether every pod has a sidecar)."""
     services = snapshot.services
     return {
         key: eps
         for key, eps in snapshot.endpoints.items()
-        if (svc := services.get(key[0])) is not None and svc.resolution == "DNS"
+        if (svc := services.get(key[0])) is not None and svc.resolution in ("DNS", "NONE")
     }
 
 
@@ -114,14 +117,14 @@ def _has_source_labels(vs: VirtualService) -> bool:
 
 
 def changed_fields(old: MeshSnapshot, new: MeshSnapshot) -> frozenset[str]:
-    """The config fields (and ``dns_endpoints``) that differ between snapshots."""
+    """The config fields (and ``cluster_endpoints``) that differ between snapshots."""
     changed = {
         name
         for name in _CONFIG_FIELDS
         if (a := getattr(old, name)) is not (b := getattr(new, name)) and a != b
     }
-    if _dns_endpoints(old) != _dns_endpoints(new):
-        changed.add("dns_endpoints")
+    if _cluster_endpoints(old) != _cluster_endpoints(new):
+        changed.add("cluster_endpoints")
     return frozenset(changed)
 
 
@@ -133,16 +136,16 @@ def same_config(old: MeshSnapshot, new: MeshSnapshot) -> bool:
 # What each part (and each composed type) reads of the snapshot, beyond the
 # proxy inputs in its key; a part is carried over to the next snapshot when
 # none of these changed. Anything not listed here is never carried over.
-_ALL = frozenset(_CONFIG_FIELDS) | {"dns_endpoints"}
+_ALL = frozenset(_CONFIG_FIELDS) | {"cluster_endpoints"}
 # Peer authentication and identities: what upstream TLS (clusters) and the
 # inbound chains' mTLS modes read.
 _MTLS = frozenset({"peer_authentications", "root_namespace"})
 _CLUSTERS = (
-    frozenset({"services", "destination_rules", "dr_by_host", "domain_suffix"})
-    | {"dns_endpoints", "auto_mtls", "service_accounts"}  # identities carry the trust domain
+    frozenset({"services", "destination_rules", "dr_by_host", "domain_suffix", "h2_upgrade"})
+    | {"cluster_endpoints", "auto_mtls", "service_accounts"}  # identities carry the trust domain
     | _MTLS
 )
-_INBOUND = frozenset({"services", "domain_suffix"}) | _MTLS
+_INBOUND = frozenset({"services", "domain_suffix", "protocol_detection_timeout"}) | _MTLS
 _DEPENDS: dict[str, frozenset[str]] = {
     "cds-out": _CLUSTERS,  # visible services, DestinationRule subsets, DNS targets
     "cds-in": _INBOUND,  # services selecting the pod (+ the workload, in the key)
