@@ -218,3 +218,29 @@ def test_reapplying_with_new_replicas_leaves_the_other_pods_alone(
     for name in ("web-0", "web-1"):  # the same processes all along
         assert after[name]["ip"] == before[name]["ip"]
         assert after[name]["age"] > before[name]["age"] and after[name]["restarts"] == 0
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "workloads" / "statefulset.yaml"
+
+
+def test_the_example_manifest_runs_whole(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """examples/workloads/statefulset.yaml, as a new user runs it: every pod
+    of it runs, and the CronJob is named as skipped, with why."""
+    docs = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    directory = tmp_path_factory.mktemp("example")
+    with running_mesh(docs, "wl-example", directory) as mesh:
+        rows = json.loads(mizzen("get", "pods", "--name", mesh, "-o", "json").stdout)
+        found = {r["name"]: r for r in rows if r["namespace"] == "default"}
+        assert sorted(found) == ["toolbox", "web-0", "web-1"], found
+        assert all(r["ready"] for r in found.values()), found
+        poll(
+            lambda: "hello from a ConfigMap" in mizzen("logs", "toolbox", "--name", mesh).stdout,
+            30,
+            "the toolbox reading its ConfigMap file",
+        )
+        fetch = "import urllib.request as u; print(u.urlopen('http://web-1.web:8080/').status)"
+        out = mizzen("exec", "toolbox", "--name", mesh, "--", "python3", "-c", fetch)
+        assert out.stdout.strip() == "200", out.stderr
+        assert "CronJob nightly-report: not run locally yet" in (
+            (directory / "up.stderr").read_text()
+        )
