@@ -295,3 +295,43 @@ def test_deletion_runs_pre_stop_then_kills_after_the_grace_period(
     # TERM was caught and ignored; KILL came when the grace period ended.
     assert "term" in log(mesh, "duo", "stubborn")
     assert GRACE_S - 0.5 <= took < GRACE_S + 10, took
+
+
+def test_down_gives_pods_their_pre_stop_and_grace_period(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`mizzen down` stops pods as deletion does: preStop first, TERM, and
+    KILL only when the grace period is over (markers go to a host folder:
+    the mesh's own files are gone after down)."""
+    marks = tmp_path_factory.mktemp("marks")
+    trap = (
+        "import signal, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: open('{marks}/term', 'w'))\n"
+        "while True: time.sleep(0.1)\n"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "slow", "namespace": NS},
+        "spec": {
+            "terminationGracePeriodSeconds": GRACE_S,
+            "containers": [
+                _py(
+                    "main",
+                    trap,
+                    lifecycle={
+                        "preStop": {
+                            "exec": {"command": ["python3", "-c", f"open('{marks}/prestop', 'w')"]}
+                        }
+                    },
+                )
+            ],
+        },
+    }
+    with running_mesh([injected_namespace(NS), pod], "slowdown", marks) as name:
+        started = time.monotonic()
+        out = mizzen("down", "--name", name, timeout=120)
+        took = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    assert (marks / "prestop").exists() and (marks / "term").exists()
+    assert took >= GRACE_S - 0.5, took

@@ -165,6 +165,24 @@ def test_stateful_pods_answer_to_their_stable_names(mesh_dir: tuple[str, Path]) 
         assert f"URI=spiffe://cluster.local/ns/{NS}/sa/default" in xfcc, answer
 
 
+def test_each_stateful_pod_reaches_another_by_name(mesh_dir: tuple[str, Path]) -> None:
+    mesh, _ = mesh_dir
+    for pod in ("web-0", "web-1", "web-2"):
+        out = mizzen(
+            "exec",
+            f"{NS}/{pod}",
+            "--name",
+            mesh,
+            "--",
+            sys.executable,
+            "-c",
+            FETCH,
+            "http://web-1.web:8080/",
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["pod"] == "web-1", (pod, out.stdout)
+
+
 def test_jobs_complete_or_fail_after_their_backoff_limit(mesh_dir: tuple[str, Path]) -> None:
     mesh, _ = mesh_dir
 
