@@ -51,7 +51,7 @@ import json, os, time
 last = None
 while True:
     seen = {}
-    for path in ('/scratch/out.txt', '/etc/app/greeting', '/etc/podinfo/app'):
+    for path in ('/scratch/out.txt', '/etc/app/greeting', '/etc/podinfo/app', '/etc/creds/pw'):
         try:
             seen[path] = open(path).read()
         except OSError as e:
@@ -136,6 +136,19 @@ def _files_pod() -> dict[str, Any]:
                 {"name": "scratch", "emptyDir": {}},
                 {"name": "config", "configMap": {"name": "settings"}},
                 {
+                    "name": "creds",
+                    "projected": {
+                        "sources": [
+                            {
+                                "secret": {
+                                    "name": "creds",
+                                    "items": [{"key": "password", "path": "pw"}],
+                                }
+                            }
+                        ]
+                    },
+                },
+                {
                     "name": "podinfo",
                     "downwardAPI": {
                         "items": [
@@ -159,6 +172,7 @@ def _files_pod() -> dict[str, Any]:
                         work,
                         {"name": "config", "mountPath": "/etc/app"},
                         {"name": "podinfo", "mountPath": "/etc/podinfo"},
+                        {"name": "creds", "mountPath": "/etc/creds"},
                     ],
                 )
             ],
@@ -266,6 +280,7 @@ def test_volumes_appear_at_their_mount_paths_and_follow_the_config_map(
     assert seen["/scratch/out.txt"] == "made by init", seen
     assert seen["/etc/app/greeting"] == "hello", seen
     assert seen["/etc/podinfo/app"] == "files", seen
+    assert seen["/etc/creds/pw"] == "s3cret", seen  # a Secret, projected
     assert seen["writable"] is False, seen  # ConfigMap volumes are read-only
     # Only the pod sees them: the host's file system is untouched.
     assert not Path("/scratch").exists() and not Path("/etc/app").exists()
