@@ -32,10 +32,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mizzen.api.resources import Container, ContainerPort, Namespace, Pod, PodController, Resource
+from mizzen.api.resources import (
+    Container,
+    ContainerPort,
+    Namespace,
+    Pod,
+    PodController,
+    PodTemplate,
+    Resource,
+)
 
 __all__ = ["PodPlan", "namespace_labels", "plan_pods", "sidecar_injected"]
 
@@ -140,39 +148,29 @@ def _webhook_sees(ns_labels: Mapping[str, str], pod_labels: Mapping[str, str]) -
 def _replicas(
     controller: PodController, ns_labels: Mapping[str, str], source_dir: str
 ) -> list[PodPlan]:
-    template = controller.template
-    meta = controller.meta
-    spec = template.spec
-    sidecar = sidecar_injected(
-        meta.namespace, ns_labels, template.labels, template.annotations, spec.host_network
-    )
-    labels = _pod_labels(template.labels, meta.name, sidecar)
+    meta, template = controller.meta, controller.template
     stateful = controller.kind == "StatefulSet"
+    first = _plan(
+        meta.name,
+        meta.namespace,
+        template,
+        ns_labels,
+        source_dir,
+        owner=meta.name,
+        owner_kind=controller.kind,
+        backoff_limit=controller.backoff_limit,
+    )
     plans = []
     for index in range(controller.replicas):
         name = f"{meta.name}-{index}"
         ordered = stateful and controller.ordered and index > 0
         plans.append(
-            PodPlan(
+            replace(
+                first,
                 name=name,
-                namespace=meta.namespace,
-                labels=labels,
-                annotations=dict(template.annotations),
-                service_account=spec.service_account_name,
-                containers=spec.containers,
-                sidecar=sidecar,
-                owner=meta.name,
-                source_dir=source_dir,
-                host_network=spec.host_network,
-                owner_kind=controller.kind,
-                restart_policy=spec.restart_policy,
-                backoff_limit=controller.backoff_limit,
-                hostname=name if stateful else spec.hostname,
-                subdomain=controller.service_name if stateful else spec.subdomain,
+                hostname=name if stateful else first.hostname,
+                subdomain=controller.service_name if stateful else first.subdomain,
                 start_after=f"{meta.namespace}/{meta.name}-{index - 1}" if ordered else "",
-                init_containers=spec.init_containers,
-                grace_period=spec.termination_grace_period_seconds,
-                volumes=spec.volumes,
             )
         )
     return plans
@@ -180,26 +178,46 @@ def _replicas(
 
 def _bare_pod(pod: Pod, ns_labels: Mapping[str, str], source_dir: str) -> PodPlan:
     meta = pod.meta
+    template = PodTemplate(meta.labels, meta.annotations, pod.spec)
+    return _plan(meta.name, meta.namespace, template, ns_labels, source_dir)
+
+
+def _plan(
+    name: str,
+    namespace: str,
+    template: PodTemplate,
+    ns_labels: Mapping[str, str],
+    source_dir: str,
+    *,
+    owner: str = "",
+    owner_kind: str = "",
+    backoff_limit: int = 6,
+) -> PodPlan:
+    """One pod of ``template`` (a bare Pod is its own template), with
+    Istio's injection decision and the labels its injector adds."""
+    spec = template.spec
     sidecar = sidecar_injected(
-        meta.namespace, ns_labels, meta.labels, meta.annotations, pod.spec.host_network
+        namespace, ns_labels, template.labels, template.annotations, spec.host_network
     )
     return PodPlan(
-        name=meta.name,
-        namespace=meta.namespace,
-        labels=_pod_labels(meta.labels, meta.name, sidecar),
-        annotations=dict(meta.annotations),
-        service_account=pod.spec.service_account_name,
-        containers=pod.spec.containers,
+        name=name,
+        namespace=namespace,
+        labels=_pod_labels(template.labels, owner or name, sidecar),
+        annotations=dict(template.annotations),
+        service_account=spec.service_account_name,
+        containers=spec.containers,
         sidecar=sidecar,
-        owner="",
         source_dir=source_dir,
-        host_network=pod.spec.host_network,
-        restart_policy=pod.spec.restart_policy,
-        hostname=pod.spec.hostname,
-        subdomain=pod.spec.subdomain,
-        init_containers=pod.spec.init_containers,
-        grace_period=pod.spec.termination_grace_period_seconds,
-        volumes=pod.spec.volumes,
+        host_network=spec.host_network,
+        restart_policy=spec.restart_policy,
+        hostname=spec.hostname,
+        subdomain=spec.subdomain,
+        init_containers=spec.init_containers,
+        grace_period=spec.termination_grace_period_seconds,
+        volumes=spec.volumes,
+        owner=owner,
+        owner_kind=owner_kind,
+        backoff_limit=backoff_limit,
     )
 
 
