@@ -146,7 +146,9 @@ def test_after_exit_follows_restart_policy_and_backoff_limit(
 
 def _headless_snapshot() -> MeshSnapshot:
     hostname = "db.shop.svc.cluster.local"
-    db = MeshService(hostname, "shop", "db", (ServicePort("tcp", 5432, "TCP"),), vip=None)
+    db = MeshService(
+        hostname, "shop", "db", (ServicePort("tcp", 5432, "TCP"),), vip=None, resolution="NONE"
+    )
     web = MeshService(
         "web.shop.svc.cluster.local", "shop", "web", (ServicePort("http", 80, "HTTP"),), "10.0.0.9"
     )

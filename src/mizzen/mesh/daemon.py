@@ -151,6 +151,7 @@ class MeshDaemon:
         self._apply_started: float | None = None
         # ConfigMaps' and Secrets' data, for the pods' env.
         self.sources: Sources = {}
+        self._sources_changed = False
         # Pods waiting for the one before them (StatefulSet OrderedReady),
         # and every document up or apply skipped, as the user should see it.
         self.waiting: dict[str, PodPlan] = {}
@@ -404,12 +405,17 @@ class MeshDaemon:
             (p.plan.namespace, p.plan.name): p.runtime.ip for p in self.pods.values() if p.ready
         }
         self.revision += 1
-        self.sources = config_sources(resources)
+        sources = config_sources(resources)
+        # Volumes are rewritten only when a ConfigMap or Secret changed.
+        self._sources_changed = sources != self.sources
+        self.sources = sources
         self.snapshot = build_snapshot(
             resources, pod_ips, vips, str(self.revision), mesh=self.mesh_config
         )
 
     def _refresh_volumes(self) -> None:
+        if not self._sources_changed:
+            return  # new pods wrote theirs when they started
         for pod in self.pods.values():
             if pod.error or pod.finished:
                 continue
@@ -423,9 +429,13 @@ class MeshDaemon:
 
     def _refresh_pod_networking(self) -> None:
         rules = list(service_nat(self.snapshot))
+        ready = self._ready_pods()
+        names: dict[str, dict[str, Addresses]] = {}  # by namespace: the same for its pods
         for pod in self.pods.values():
             ns, name = pod.plan.namespace, pod.plan.name
-            wanted = (host_names(self.snapshot, ns, self._ready_pods()), rules)
+            if ns not in names:
+                names[ns] = host_names(self.snapshot, ns, ready)
+            wanted = (names[ns], rules)
             if pod.networking == wanted:
                 continue  # a routing-only change: no iptables or hosts work
             try:

@@ -278,7 +278,8 @@ def host_names(
             continue
         if svc.vip is not None:
             services.append((svc.name, svc.namespace, svc.vip))
-            continue
+        if svc.resolution != "NONE":
+            continue  # ExternalName (DNS) names are not resolved here
         headless.add((svc.namespace, svc.name))
         ready = {e.address for p in svc.ports for e in snapshot.endpoints_of(svc.hostname, p.port)}
         if ready:
