@@ -190,10 +190,10 @@ kind: Sidecar
 metadata: {name: default, namespace: istio-system}
 spec: {egress: [{hosts: ["./*"]}]}
 ---
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
 metadata: {name: default}
-spec: {jwtRules: [{issuer: https://example.com}]}
+spec: {accessLogging: [{providers: [{name: envoy}]}]}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -212,7 +212,7 @@ metadata: {name: w}
     assert result.errors == () and result.resources == ()
     assert [s.gvk.kind for s in result.skipped] == [
         "Sidecar",
-        "RequestAuthentication",
+        "Telemetry",
         "HTTPRoute",
         "CronJob",
         "Widget",

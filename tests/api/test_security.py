@@ -247,8 +247,6 @@ def test_peer_authentication_refused(text: str, expected: str) -> None:
         ("peers:\n- mtls: {}\npeerIsOptional: true\n", "PERMISSIVE"),
         ("peers:\n- mtls: {}\npeerIsOptional: false\n", "STRICT"),
         ("peers:\n- mtls: {mode: PERMISSIVE}\n- mtls: {mode: STRICT}\n", "PERMISSIVE"),
-        ("peers:\n- jwt: {issuer: a}\n- mtls: {mode: PERMISSIVE}\n", "PERMISSIVE"),
-        ("peers:\n- jwt: {issuer: a}\n", "DISABLE"),
         ("peers: []\n", "DISABLE"),
         ("peers:\n", "DISABLE"),
         ("peerIsOptional: true\n", "DISABLE"),
@@ -259,7 +257,7 @@ def test_peer_authentication_refused(text: str, expected: str) -> None:
 def test_legacy_peers_mean_a_mode(kind: str, spec: str, mode: str) -> None:
     obj, _ = _one(_legacy(kind, "default", spec))
     assert isinstance(obj, LegacyAuthenticationPolicy)
-    assert (obj.kind, obj.mode, obj.targets, obj.has_origins) == (kind, mode, (), False)
+    assert (obj.kind, obj.mode, obj.targets, bool(obj.origins)) == (kind, mode, (), False)
 
 
 def test_mesh_policy_is_cluster_scoped() -> None:
@@ -442,10 +440,31 @@ LEGACY_REFUSED: list[tuple[str, str]] = [
         _legacy(
             "MeshPolicy",
             "default",
-            "peers:\n- jwt: {issuer: https://a}\norigins:\n- jwt: {issuer: https://a}\n",
+            "origins:\n- jwt: {issuer: https://a}\n- jwt: {issuer: https://a}\n",
         ),
-        f"{MP}: spec.origins[0].jwt.issuer: issuer 'https://a' is already used by another jwt"
+        f"{MP}: spec.origins[1].jwt.issuer: issuer 'https://a' is already used by another jwt"
         " of this policy",
+    ),
+    (
+        _legacy("MeshPolicy", "default", "peers:\n- jwt: {issuer: a}\n- mtls: {}\n"),
+        f"{MP}: spec.peers[0].jwt: peer JWT authentication is not supported: Istio never"
+        " implemented it and the modern API has no equivalent. Move the jwt to origins to"
+        " authenticate end users, or remove it (use `mtls: {}` for peers)",
+    ),
+    (
+        _legacy(
+            "MeshPolicy",
+            "default",
+            "origins:\n- jwt:\n    issuer: a\n    triggerRules:\n"
+            "    - excludedPaths: [{exact: /health}]\n",
+        ),
+        f"{MP}: spec.origins[0].jwt.triggerRules: triggerRules cannot be translated"
+        " faithfully: RequestAuthentication checks a token on every path, so a request"
+        " carrying an invalid token on an excluded path would be refused (401) where Istio"
+        " 1.x let it through. Remove triggerRules, and write the modern form instead: a"
+        " RequestAuthentication with this jwt, plus an AuthorizationPolicy (ALLOW) with one"
+        ' rule requiring from.source.requestPrincipals ["*"] and one rule whose'
+        " to.operation.paths lists the paths that need no token (notPaths for includedPaths)",
     ),
     (
         _legacy("MeshPolicy", "default", "origins:\n- jwt: {issuer: a, jwksUri: 'ftp://k/c'}\n"),
@@ -517,7 +536,9 @@ def test_every_legacy_policy_warns_about_its_replacement() -> None:
     ]
 
 
-def test_origins_and_use_origin_are_never_silently_dropped() -> None:
+def test_origins_are_enforced_and_use_origin_warns() -> None:
+    # Origins become a RequestAuthentication and an AuthorizationPolicy: no
+    # "not enforced" warning any more (triggerRules are refused, see above).
     text = _legacy(
         "Policy",
         "svc-mtls",
@@ -531,19 +552,14 @@ def test_origins_and_use_origin_are_never_silently_dropped() -> None:
             jwksUri: https://keycloak.tutorial:8080/auth/realms/istio/protocol/openid-connect/certs
             jwtHeaders: [x-jwt]
             jwtParams: [token]
-            triggerRules: [{excludedPaths: [{exact: /health}], includedPaths: [{prefix: /}]}]
         originIsOptional: false
         principalBinding: USE_ORIGIN
         """,
     )
     obj, _ = _one(text)
-    assert obj.has_origins and obj.mode == "STRICT"
+    assert obj.origins and obj.mode == "STRICT"
     assert _warnings(text) == [
         f"{POL}: " + DEPRECATED.format(kind="Policy"),
-        f"{POL}: spec.origins: end-user JWT authentication from this Policy is NOT enforced"
-        " yet: requests are accepted without any token check. Its modern form is"
-        " RequestAuthentication (security.istio.io/v1), with an AuthorizationPolicy on"
-        " requestPrincipals to refuse requests without a valid token",
         f"{POL}: spec.principalBinding: USE_ORIGIN is NOT enforced yet: the request principal"
         " stays the peer (mTLS) identity. In the modern API, AuthorizationPolicy matches"
         " end-user identities with requestPrincipals",
@@ -561,11 +577,6 @@ def test_use_peer_gives_no_extra_warning() -> None:
             "peers: [{mtls: {allowTls: true}}]",
             "spec.peers[0].mtls.allowTls: ignored: PeerAuthentication has no mode that accepts"
             " TLS without a client certificate; this policy's mode is STRICT",
-        ),
-        (
-            "peers: [{jwt: {issuer: https://a}}]",
-            "spec.peers[0].jwt: ignored: peer JWT authentication was never available in Istio;"
-            " it does not count as a peer method",
         ),
         (
             "peers: [{}]",
@@ -624,7 +635,7 @@ def test_seed_mesh_policy_loads_as_strict() -> None:
     block = _seed_block('kind: "MeshPolicy"')
     obj, result = _one(block)
     assert obj == LegacyAuthenticationPolicy(
-        meta=obj.meta, kind="MeshPolicy", mode="STRICT", targets=(), has_origins=False
+        meta=obj.meta, kind="MeshPolicy", mode="STRICT", targets=()
     )
     assert obj.meta.name == "default" and obj.meta.namespace == ""
     assert [str(w) for w in result.warnings] == [f"{MP}: " + DEPRECATED.format(kind="MeshPolicy")]
@@ -680,8 +691,8 @@ def test_seed_origins_fragment_misspells_principal_binding() -> None:
     ]
     fixed = fragment.replace("principaBinding", "principalBinding")
     obj, result = _one(_seed_policy(fixed, "default"))
-    assert obj.has_origins
-    assert [w.path for w in result.warnings] == ["", "spec.origins", "spec.principalBinding"]
+    assert obj.origins
+    assert [w.path for w in result.warnings] == ["", "spec.principalBinding"]
 
 
 # ---------------------------------------------------------------------------

@@ -36,12 +36,39 @@ _KNOWN = frozenset(
         "defaultConfig",
         "protocolDetectionTimeout",
         "h2UpgradePolicy",
+        "extensionProviders",
     }
 )
+# extensionProviders kinds Mizzen acts on; the others (tracing, logging,
+# metrics) are kept by name so that a policy naming one gets a clear error.
+EXT_AUTHZ_KINDS = ("envoyExtAuthzHttp", "envoyExtAuthzGrpc")
 H2_UPGRADE_POLICIES = ("DO_NOT_UPGRADE", "UPGRADE")
 # Matched with fullmatch: ``$`` would also accept a trailing newline.
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _TRUST_DOMAIN = re.compile(r"[a-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class ExtAuthzProvider:
+    """An ``envoyExtAuthzHttp``/``envoyExtAuthzGrpc`` extension provider: the
+    external authorizer a CUSTOM AuthorizationPolicy names."""
+
+    name: str
+    kind: str  # one of EXT_AUTHZ_KINDS
+    service: str  # a hostname of the mesh's registry (FQDN or short, as Istio)
+    port: int
+    timeout: float = 600.0  # Istio's default: 10 minutes
+    path_prefix: str = ""
+    fail_open: bool = False
+    status_on_error: int = 403
+    include_request_headers: tuple[str, ...] = ()
+    include_additional_headers: Mapping[str, str] = field(default_factory=dict)
+    headers_to_upstream_on_allow: tuple[str, ...] = ()
+    headers_to_downstream_on_allow: tuple[str, ...] = ()
+    headers_to_downstream_on_deny: tuple[str, ...] = ()
+    max_request_bytes: int = 0  # includeRequestBodyInCheck; 0: the body is not sent
+    allow_partial_message: bool = False
+    pack_as_bytes: bool = False
 
 
 class MeshConfigError(ValueError):
@@ -58,6 +85,9 @@ class MeshConfig:
     h2_upgrade_policy: str = "DO_NOT_UPGRADE"
     # defaultConfig.proxyMetadata: environment of every proxy's agent.
     proxy_metadata: Mapping[str, str] = field(default_factory=dict)
+    ext_authz: Mapping[str, ExtAuthzProvider] = field(default_factory=dict)
+    # names of the other extension providers (tracing, logging...)
+    other_providers: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()  # top-level fields read but not acted on
 
 
@@ -106,6 +136,7 @@ def parse_mesh_config(raw: Any, source: str = "mesh config") -> MeshConfig:
     if upgrade not in H2_UPGRADE_POLICIES:
         raise fail("h2UpgradePolicy", f"must be DO_NOT_UPGRADE or UPGRADE, not {upgrade!r}")
     metadata = _proxy_metadata(raw.get("defaultConfig"), "defaultConfig", fail)
+    ext_authz, others = _extension_providers(raw.get("extensionProviders"), fail)
     return MeshConfig(
         trust_domain=trust_domain,
         root_namespace=root,
@@ -113,7 +144,89 @@ def parse_mesh_config(raw: Any, source: str = "mesh config") -> MeshConfig:
         protocol_detection_timeout=seconds,
         h2_upgrade_policy=upgrade,
         proxy_metadata=metadata,
+        ext_authz=ext_authz,
+        other_providers=others,
         ignored=tuple(sorted(str(k) for k in raw if k not in _KNOWN)),
+    )
+
+
+def _extension_providers(
+    raw: Any, fail: Any
+) -> tuple[dict[str, ExtAuthzProvider], tuple[str, ...]]:
+    if raw is None:
+        return {}, ()
+    if not isinstance(raw, list):
+        raise fail("extensionProviders", "must be a list of providers")
+    ext_authz: dict[str, ExtAuthzProvider] = {}
+    others: list[str] = []
+    for i, item in enumerate(raw):
+        path = f"extensionProviders[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise fail(f"{path}.name", "required: the name policies use to refer to it")
+        name = item["name"]
+        if name in ext_authz or name in others:
+            raise fail(f"{path}.name", f"duplicate provider name {name!r}")
+        kinds = [k for k in item if k != "name"]
+        if len(kinds) != 1:
+            raise fail(path, "must set exactly one provider kind (such as envoyExtAuthzHttp)")
+        kind = kinds[0]
+        if kind in EXT_AUTHZ_KINDS:
+            ext_authz[name] = _ext_authz(name, kind, item[kind], f"{path}.{kind}", fail)
+        else:
+            others.append(name)
+    return ext_authz, tuple(others)
+
+
+def _ext_authz(name: str, kind: str, raw: Any, path: str, fail: Any) -> ExtAuthzProvider:
+    if not isinstance(raw, dict):
+        raise fail(path, "must be a mapping with service and port")
+    service = raw.get("service")
+    if not isinstance(service, str) or not service:
+        raise fail(
+            f"{path}.service",
+            "required: the authorizer's host, such as ext-authz.foo.svc.cluster.local",
+        )
+    port = raw.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise fail(f"{path}.port", f"must be a port number between 1 and 65535, not {port!r}")
+    timeout = raw.get("timeout", "600s")
+    seconds = parse_duration(timeout) if isinstance(timeout, str) else None
+    if seconds is None or seconds <= 0:
+        raise fail(f"{path}.timeout", f"must be a positive duration such as 1s, not {timeout!r}")
+    status = raw.get("statusOnError", "403")
+    if not str(status).isdigit() or not 100 <= int(status) <= 599:
+        raise fail(f"{path}.statusOnError", f"must be an HTTP status code, not {status!r}")
+    body = raw.get("includeRequestBodyInCheck") or {}
+    if not isinstance(body, dict):
+        raise fail(f"{path}.includeRequestBodyInCheck", "must be a mapping")
+
+    def strings(key: str) -> tuple[str, ...]:
+        value = raw.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise fail(f"{path}.{key}", "must be a list of header names")
+        return tuple(value)
+
+    additional = raw.get("includeAdditionalHeadersInCheck") or {}
+    if not isinstance(additional, dict):
+        raise fail(f"{path}.includeAdditionalHeadersInCheck", "must be a map of header: value")
+    return ExtAuthzProvider(
+        name=name,
+        kind=kind,
+        service=service,
+        port=port,
+        timeout=seconds,
+        path_prefix=str(raw.get("pathPrefix") or ""),
+        fail_open=raw.get("failOpen") is True,
+        status_on_error=int(status),
+        include_request_headers=strings("includeRequestHeadersInCheck")
+        or strings("includeHeadersInCheck"),
+        include_additional_headers={str(k): str(v) for k, v in additional.items()},
+        headers_to_upstream_on_allow=strings("headersToUpstreamOnAllow"),
+        headers_to_downstream_on_allow=strings("headersToDownstreamOnAllow"),
+        headers_to_downstream_on_deny=strings("headersToDownstreamOnDeny"),
+        max_request_bytes=int(body.get("maxRequestBytes") or 0) if body else 0,
+        allow_partial_message=body.get("allowPartialMessage") is True,
+        pack_as_bytes=body.get("packAsBytes") is True,
     )
 
 

@@ -15,9 +15,15 @@ from typing import Any
 
 import yaml
 
-from mizzen.api import validate_istio, validate_kube, validate_security
+from mizzen.api import parse_mixer, validate_istio, validate_kube, validate_security
 from mizzen.api.errors import ConfigError, ConfigWarning, LoadResult, Skipped
 from mizzen.api.resources import (
+    AuthorizationPolicy,
+    AuthzCondition,
+    AuthzOperation,
+    AuthzRule,
+    AuthzSource,
+    ClaimToHeader,
     ConfigMap,
     Container,
     ContainerPort,
@@ -40,6 +46,8 @@ from mizzen.api.resources import (
     HTTPRewrite,
     HTTPRoute,
     HTTPRouteDestination,
+    JWTHeader,
+    JWTRule,
     L4MatchAttributes,
     LegacyAuthenticationPolicy,
     LegacyTarget,
@@ -50,7 +58,9 @@ from mizzen.api.resources import (
     PodController,
     PodSpec,
     PodTemplate,
+    PolicyTargetRef,
     Probe,
+    RequestAuthentication,
     Resource,
     RouteDestination,
     Secret,
@@ -79,7 +89,7 @@ ISTIO_NETWORKING = "networking.istio.io"
 ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 ISTIO_KINDS = ("VirtualService", "DestinationRule", "Gateway", "ServiceEntry")
 ISTIO_SECURITY = "security.istio.io"
-SECURITY_KINDS = ("PeerAuthentication",)
+SECURITY_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication")
 # Istio 1.0-1.5 authentication policy, removed in Istio 1.6.
 LEGACY_AUTHN = "authentication.istio.io"
 LEGACY_AUTHN_KINDS = ("MeshPolicy", "Policy")
@@ -91,7 +101,7 @@ SUPPORTED: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "apps": {k: ("v1",) for k in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet")},
     "batch": {"Job": ("v1",)},
     ISTIO_NETWORKING: {k: ISTIO_VERSIONS for k in ISTIO_KINDS},
-    ISTIO_SECURITY: {"PeerAuthentication": ("v1", "v1beta1")},
+    ISTIO_SECURITY: {k: ("v1", "v1beta1") for k in SECURITY_KINDS},
     LEGACY_AUTHN: {k: ("v1alpha1",) for k in LEGACY_AUTHN_KINDS},
 }
 # Kinds people write beside their workloads that the local runtime does not
@@ -223,6 +233,9 @@ def parse_document(body: Any, source: Source) -> LoadResult:
     gvk = GroupVersionKind(group, version, kind)
 
     versions = SUPPORTED.get(group, {}).get(kind)
+    if group == parse_mixer.MIXER_GROUP:
+        # Every Mixer kind is known: translated, or refused with its replacement.
+        versions = parse_mixer.MIXER_VERSIONS
     if versions is None:
         where = f" ({group})" if group else ""
         # The scope of an unknown kind is unknown: show only what was written.
@@ -245,11 +258,21 @@ def parse_document(body: Any, source: Source) -> LoadResult:
         if not problems:
             errors, warnings = _istiod_checks(kind, spec)
             problems.extend(errors)
+            annotations = meta.get("annotations") or {}
+            problems.extend(validate_security.check_dry_run_annotation(kind, annotations, spec))
     elif group == LEGACY_AUTHN:
         # Nulls stay: a bare `mtls:` in peers means "mutual TLS, STRICT".
         spec = body.get("spec")
         errors, warnings = validate_security.check_legacy_policy(kind, name, spec)
         problems.extend(errors)
+    elif group == parse_mixer.MIXER_GROUP:
+        spec = body.get("spec")
+        refused = parse_mixer.untranslated_reason(kind, spec)
+        if refused is not None:
+            problems.append(("kind", refused))
+        else:
+            problems.extend(parse_mixer.check_mixer(kind, spec))
+            warnings = [("", parse_mixer.deprecation_message(kind))]
     else:
         problems.extend(validate_kube.CHECKS[kind](body))
     if problems:
@@ -267,6 +290,8 @@ def parse_document(body: Any, source: Source) -> LoadResult:
         obj: Spec = _ISTIO_BUILDERS[kind](object_meta, spec)
     elif group == LEGACY_AUTHN:
         obj = _legacy_policy(object_meta, kind, spec or {})
+    elif group == parse_mixer.MIXER_GROUP:
+        obj = parse_mixer.build_mixer(kind, object_meta, spec)
     else:
         obj = _KUBE_BUILDERS[kind](object_meta, body)
     return LoadResult(
@@ -604,12 +629,117 @@ def _peer_authentication(meta: ObjectMeta, spec: Raw) -> PeerAuthentication:
     )
 
 
+def _selector(spec: Raw) -> dict[str, str] | None:
+    labels = (spec.get("selector") or {}).get("matchLabels")
+    return _strmap(labels) if labels else None
+
+
+def _target_refs(spec: Raw) -> tuple[PolicyTargetRef, ...]:
+    refs = list(spec.get("targetRefs") or ())
+    if spec.get("targetRef"):
+        refs.insert(0, spec["targetRef"])
+    return tuple(PolicyTargetRef(r["kind"], r["name"], r.get("group", "")) for r in refs)
+
+
+_SOURCE_FIELDS = {
+    "principals": "principals",
+    "notPrincipals": "not_principals",
+    "requestPrincipals": "request_principals",
+    "notRequestPrincipals": "not_request_principals",
+    "namespaces": "namespaces",
+    "notNamespaces": "not_namespaces",
+    "serviceAccounts": "service_accounts",
+    "notServiceAccounts": "not_service_accounts",
+    "ipBlocks": "ip_blocks",
+    "notIpBlocks": "not_ip_blocks",
+    "remoteIpBlocks": "remote_ip_blocks",
+    "notRemoteIpBlocks": "not_remote_ip_blocks",
+}
+_OPERATION_FIELDS = {
+    "hosts": "hosts",
+    "notHosts": "not_hosts",
+    "ports": "ports",
+    "notPorts": "not_ports",
+    "methods": "methods",
+    "notMethods": "not_methods",
+    "paths": "paths",
+    "notPaths": "not_paths",
+}
+
+
+def _authz_rule(raw: Raw) -> AuthzRule:
+    return AuthzRule(
+        sources=tuple(
+            AuthzSource(**{f: _tuple(f_raw["source"].get(k)) for k, f in _SOURCE_FIELDS.items()})
+            for f_raw in raw.get("from") or ()
+        ),
+        operations=tuple(
+            AuthzOperation(
+                **{f: _tuple(t_raw["operation"].get(k)) for k, f in _OPERATION_FIELDS.items()}
+            )
+            for t_raw in raw.get("to") or ()
+        ),
+        when=tuple(
+            AuthzCondition(c["key"], _tuple(c.get("values")), _tuple(c.get("notValues")))
+            for c in raw.get("when") or ()
+        ),
+    )
+
+
+def _authorization_policy(meta: ObjectMeta, spec: Raw) -> AuthorizationPolicy:
+    action = spec.get("action", "ALLOW")
+    annotation = meta.annotations.get(validate_security.DRY_RUN_ANNOTATION, "")
+    dry_run = validate_security.parse_bool(annotation)
+    return AuthorizationPolicy(
+        meta=meta,
+        action=action,
+        rules=tuple(_authz_rule(r) for r in spec.get("rules") or ()),
+        selector=_selector(spec),
+        target_refs=_target_refs(spec),
+        provider=(spec.get("provider") or {}).get("name", ""),
+        # istiod enforces a policy whose annotation does not parse.
+        dry_run=bool(dry_run) and action in ("ALLOW", "DENY"),
+    )
+
+
+def _jwt_rule(raw: Raw) -> JWTRule:
+    return JWTRule(
+        issuer=raw.get("issuer", ""),
+        audiences=_tuple(raw.get("audiences")),
+        jwks_uri=raw.get("jwksUri") or raw.get("jwks_uri") or "",
+        jwks=raw.get("jwks", ""),
+        from_headers=tuple(
+            JWTHeader(h["name"], h.get("prefix", "")) for h in raw.get("fromHeaders") or ()
+        ),
+        from_params=_tuple(raw.get("fromParams")),
+        from_cookies=_tuple(raw.get("fromCookies")),
+        forward_original_token=raw.get("forwardOriginalToken") is True,
+        output_payload_to_header=raw.get("outputPayloadToHeader", ""),
+        output_claim_to_headers=tuple(
+            ClaimToHeader(c["header"], c["claim"]) for c in raw.get("outputClaimToHeaders") or ()
+        ),
+        timeout=_seconds(raw.get("timeout")),
+        space_delimited_claims=_tuple(raw.get("spaceDelimitedClaims")),
+    )
+
+
+def _request_authentication(meta: ObjectMeta, spec: Raw) -> RequestAuthentication:
+    return RequestAuthentication(
+        meta=meta,
+        jwt_rules=tuple(_jwt_rule(r) for r in spec.get("jwtRules") or ()),
+        selector=_selector(spec),
+        target_refs=_target_refs(spec),
+    )
+
+
 _ISTIO_BUILDERS: Mapping[str, Callable[[ObjectMeta, Raw], Spec]] = {
     "VirtualService": _virtual_service,
     "DestinationRule": _destination_rule,
     "Gateway": _gateway,
     "ServiceEntry": _service_entry,
     "PeerAuthentication": _peer_authentication,
+    "AuthorizationPolicy": _authorization_policy,
+    "RequestAuthentication": _request_authentication,
 }
 
 
@@ -627,7 +757,27 @@ def _legacy_policy(meta: ObjectMeta, kind: str, spec: Raw) -> LegacyAuthenticati
             LegacyTarget(t["name"], tuple(_legacy_port(p) for p in t.get("ports") or ()))
             for t in spec.get("targets") or ()
         ),
-        has_origins=bool(spec.get("origins")),
+        origins=tuple(_legacy_jwt(o["jwt"]) for o in spec.get("origins") or ()),
+        origin_is_optional=spec.get("originIsOptional") is True,
+        use_origin=spec.get("principalBinding") == "USE_ORIGIN",
+    )
+
+
+def _legacy_jwt(raw: Raw) -> JWTRule:
+    # jwtHeaders were read as-is or after "Bearer " (Istio 1.x); the modern
+    # fromHeaders prefix strips one of them, so "Bearer " is the faithful one
+    # for Authorization and nothing for a custom header.
+    headers = tuple(
+        JWTHeader(h, "Bearer " if h.lower() == "authorization" else "")
+        for h in raw.get("jwtHeaders") or ()
+    )
+    return JWTRule(
+        issuer=raw.get("issuer") or "",
+        audiences=_tuple(raw.get("audiences")),
+        jwks_uri=raw.get("jwksUri") or "",
+        jwks=raw.get("jwks") or "",
+        from_headers=headers,
+        from_params=_tuple(raw.get("jwtParams")),
     )
 
 

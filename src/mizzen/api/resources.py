@@ -504,7 +504,172 @@ class LegacyAuthenticationPolicy:
     kind: Literal["MeshPolicy", "Policy"]
     mode: MtlsMode
     targets: tuple[LegacyTarget, ...] = ()
-    has_origins: bool = False  # origins (JWT) present; not translated yet
+    # origins[].jwt, and whether a request without a token still passes
+    # (originIsOptional); principalBinding USE_ORIGIN is ``use_origin``.
+    origins: tuple[JWTRule, ...] = ()
+    origin_is_optional: bool = False
+    use_origin: bool = False
+
+
+# ---------------------------------------------------------------------------
+# Istio security: authorization and end-user (JWT) authentication
+
+AuthzAction = Literal["ALLOW", "DENY", "AUDIT", "CUSTOM"]
+
+
+@dataclass(frozen=True)
+class AuthzSource:
+    """``rules[].from[].source``: every list set must match (AND); within a
+    list any value (OR); ``not_*`` lists must all miss."""
+
+    principals: tuple[str, ...] = ()
+    not_principals: tuple[str, ...] = ()
+    request_principals: tuple[str, ...] = ()
+    not_request_principals: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    not_namespaces: tuple[str, ...] = ()
+    service_accounts: tuple[str, ...] = ()
+    not_service_accounts: tuple[str, ...] = ()
+    ip_blocks: tuple[str, ...] = ()
+    not_ip_blocks: tuple[str, ...] = ()
+    remote_ip_blocks: tuple[str, ...] = ()
+    not_remote_ip_blocks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthzOperation:
+    """``rules[].to[].operation``."""
+
+    hosts: tuple[str, ...] = ()
+    not_hosts: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    not_ports: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    not_methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    not_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthzCondition:
+    """``rules[].when[]``: ``key`` is one of Istio's attribute names."""
+
+    key: str
+    values: tuple[str, ...] = ()
+    not_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthzRule:
+    """One rule: any ``sources`` (from) and any ``operations`` (to) and every
+    ``when`` condition; an empty list matches everything."""
+
+    sources: tuple[AuthzSource, ...] = ()
+    operations: tuple[AuthzOperation, ...] = ()
+    when: tuple[AuthzCondition, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyTargetRef:
+    """``targetRef``/``targetRefs[]``: a Service, ServiceEntry or Gateway API
+    Gateway(Class) in the policy's namespace."""
+
+    kind: str
+    name: str
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class AuthorizationPolicy:
+    """security.istio.io AuthorizationPolicy (v1 and v1beta1). No rules is
+    Istio's "allow nothing" for ALLOW; ``rules: [{}]`` matches every request."""
+
+    meta: ObjectMeta
+    action: AuthzAction = "ALLOW"
+    rules: tuple[AuthzRule, ...] = ()
+    selector: Mapping[str, str] | None = None  # matchLabels; None: namespace/mesh-wide
+    target_refs: tuple[PolicyTargetRef, ...] = ()
+    provider: str = ""  # CUSTOM: an extensionProviders name in the mesh config
+    dry_run: bool = False  # istio.io/dry-run: decisions are only logged
+
+
+@dataclass(frozen=True)
+class JWTHeader:
+    name: str
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class ClaimToHeader:
+    header: str
+    claim: str
+
+
+@dataclass(frozen=True)
+class JWTRule:
+    """One ``jwtRules`` entry of a RequestAuthentication."""
+
+    issuer: str = ""
+    audiences: tuple[str, ...] = ()
+    jwks_uri: str = ""
+    jwks: str = ""  # inline JSON Web Key Set
+    from_headers: tuple[JWTHeader, ...] = ()
+    from_params: tuple[str, ...] = ()
+    from_cookies: tuple[str, ...] = ()
+    forward_original_token: bool = False
+    output_payload_to_header: str = ""
+    output_claim_to_headers: tuple[ClaimToHeader, ...] = ()
+    timeout: float | None = None  # seconds, for fetching jwks_uri
+    space_delimited_claims: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequestAuthentication:
+    """security.istio.io RequestAuthentication (v1 and v1beta1)."""
+
+    meta: ObjectMeta
+    jwt_rules: tuple[JWTRule, ...] = ()
+    selector: Mapping[str, str] | None = None
+    target_refs: tuple[PolicyTargetRef, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# Mixer policy (config.istio.io/v1alpha2, Istio 1.0-1.4): the list checker
+# adapter, its listentry template and the rule that binds them.
+
+
+@dataclass(frozen=True)
+class MixerListChecker:
+    """A ``listchecker`` handler: a whitelist (or ``blacklist``) of values."""
+
+    meta: ObjectMeta
+    overrides: tuple[str, ...] = ()
+    blacklist: bool = False
+    entry_type: str = "STRINGS"  # STRINGS, CASE_INSENSITIVE_STRINGS, IP_ADDRESSES, REGEX
+    provider_url: str = ""
+
+
+@dataclass(frozen=True)
+class MixerListEntry:
+    """A ``listentry`` instance: the attribute expression checked."""
+
+    meta: ObjectMeta
+    value: str
+
+
+@dataclass(frozen=True)
+class MixerAction:
+    handler: str  # "name.kind" or "name.kind.namespace", or "name"
+    instances: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MixerRule:
+    """A ``rule``: when ``match`` holds, run the actions' handlers."""
+
+    meta: ObjectMeta
+    match: str = ""
+    actions: tuple[MixerAction, ...] = ()
 
 
 Spec = (
@@ -521,6 +686,11 @@ Spec = (
     | ServiceEntry
     | PeerAuthentication
     | LegacyAuthenticationPolicy
+    | AuthorizationPolicy
+    | RequestAuthentication
+    | MixerListChecker
+    | MixerListEntry
+    | MixerRule
 )
 
 

@@ -25,6 +25,7 @@ import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 # (path, message) pairs; the caller adds file and resource.
@@ -80,6 +81,7 @@ _DURATION_UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
+_DURATION_NANOS = {unit: round(seconds * 1e9) for unit, seconds in _DURATION_UNITS.items()}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
@@ -105,6 +107,19 @@ def parse_duration(text: str) -> float | None:
     return sign * total
 
 
+def duration_nanos(text: str) -> int | None:
+    """Whole nanoseconds of a Go-style duration (Go truncates finer parts),
+    or None when it is not one. Exact where ``parse_duration`` is a float."""
+    if parse_duration(text) is None:
+        return None
+    s = text.strip()
+    sign = -1 if s.startswith("-") else 1
+    total = 0
+    for m in _DURATION_PART.finditer(s):
+        total += int(Fraction(m.group(1)) * _DURATION_NANOS[m.group(2)])
+    return sign * total
+
+
 def min_duration_rule(value: Any) -> str | None:
     # CEL: duration(self) >= duration('1ms')
     seconds = parse_duration(value)
@@ -113,6 +128,136 @@ def min_duration_rule(value: Any) -> str | None:
     if seconds < 0.001:
         return "must be a valid duration greater than 1ms"
     return None
+
+
+# ---------------------------------------------------------------------------
+# Go URLs: what Go's url.Parse accepts (istiod parses jwksUri with it) and
+# url.ParseRequestURI (behind CEL's url()). Python's urlsplit accepts nearly
+# anything, so the rules that make Go refuse a URL are restated here.
+
+
+@dataclass(frozen=True)
+class GoURL:
+    scheme: str  # lower-cased, as Go stores it
+    host: str  # without brackets or port; "" for opaque or host-less URLs
+    port: str  # the digits after the host's ':', or ""
+
+
+# Characters Go allows unescaped in a host besides letters and digits.
+_GO_HOST_CHARS = frozenset("-_.~!$&'()*+,;=:[]<>\"")
+_GO_USERINFO_CHARS = frozenset("-._:~!$&'()*+,;=%@")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_go_url(raw: str, *, request_uri: bool = False) -> GoURL:
+    """Parse like Go's ``url.Parse`` (``url.ParseRequestURI`` when
+    ``request_uri``); ValueError says what Go refuses."""
+    rest, fragment = (raw, "") if request_uri else raw.partition("#")[::2]
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in rest):
+        raise ValueError("invalid control character in URL")
+    if rest == "*":
+        return GoURL("", "", "")
+    if not rest and request_uri:
+        raise ValueError("empty url")
+    scheme, rest = _go_scheme(rest)
+    rest = rest.partition("?")[0]  # the query is not checked
+    host = port = ""
+    if not rest.startswith("/"):
+        if scheme:
+            return GoURL(scheme, "", "")  # opaque, as in mailto:x
+        if request_uri:
+            raise ValueError("invalid URI for request")
+        if ":" in rest.partition("/")[0]:
+            raise ValueError("first path segment in URL cannot contain colon")
+    if rest.startswith("//") and (scheme or not (request_uri or rest.startswith("///"))):
+        authority, slash, path = rest[2:].partition("/")
+        host, port = _go_authority(authority)
+        rest = slash + path
+    _go_unescape(rest)
+    _go_unescape(fragment)
+    return GoURL(scheme, host, port)
+
+
+def _go_scheme(raw: str) -> tuple[str, str]:
+    for i, c in enumerate(raw):
+        if c.isascii() and c.isalpha():
+            continue
+        if c.isascii() and (c.isdigit() or c in "+-."):
+            if i == 0:
+                return "", raw
+            continue
+        if c == ":":
+            if i == 0:
+                raise ValueError("missing protocol scheme")
+            return raw[:i].lower(), raw[i + 1 :]
+        return "", raw
+    return "", raw
+
+
+def _go_authority(authority: str) -> tuple[str, str]:
+    userinfo, at, hostport = authority.rpartition("@")
+    host, port = _go_host(hostport)
+    if at:
+        if any(not (c.isascii() and c.isalnum()) and c not in _GO_USERINFO_CHARS for c in userinfo):
+            raise ValueError("invalid userinfo")
+        _go_unescape(userinfo)
+    return host, port
+
+
+def _go_host(hostport: str) -> tuple[str, str]:
+    zone = ""
+    if hostport.startswith("["):
+        end = hostport.rfind("]")
+        if end < 0:
+            raise ValueError("missing ']' in host")
+        host, colon_port = hostport[1:end], hostport[end + 1 :]
+        # An IPv6 zone ("[fe80::1%25eth0]") may hold escaped bytes.
+        host, _, zone = host.partition("%25")
+    else:
+        colon = hostport.rfind(":")
+        host, colon_port = (hostport[:colon], hostport[colon:]) if colon >= 0 else (hostport, "")
+    if colon_port and not (colon_port[0] == ":" and _ascii_digits(colon_port[1:], empty=True)):
+        raise ValueError(f"invalid port {colon_port!r} after host")
+    _go_unescape(host, mode="host")
+    _go_unescape(zone, mode="zone")
+    return host, colon_port[1:]
+
+
+def _ascii_digits(text: str, *, empty: bool = False) -> bool:
+    return (empty or bool(text)) and all("0" <= c <= "9" for c in text)
+
+
+def _go_unescape(text: str, *, mode: str = "") -> None:
+    """Go's unescape check; ``mode`` is "host", "zone" or "" (path, fragment,
+    userinfo: only the %-escapes are checked)."""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "%":
+            escape = text[i : i + 3]
+            if len(escape) < 3 or escape[1] not in _HEX or escape[2] not in _HEX:
+                raise ValueError(f"invalid URL escape {escape!r}")
+            byte = chr(int(escape[1:], 16))
+            # In a host, %-escapes are only for non-ASCII bytes (RFC 3986),
+            # and %25 for the '%' of an IPv6 zone (RFC 6874).
+            if mode == "host" and byte < "\x80" and escape != "%25":
+                raise ValueError(f"invalid URL escape {escape!r} in host")
+            if mode == "zone" and escape != "%25" and byte != " " and not _host_char(byte):
+                raise ValueError(f"invalid URL escape {escape!r} in host")
+            i += 3
+            continue
+        if mode and _host_escaped(c):
+            raise ValueError(f"invalid character {c!r} in host name")
+        i += 1
+
+
+def _host_escaped(c: str) -> bool:
+    # Go checks ASCII only: other bytes of a UTF-8 host pass unescaped.
+    return c.isascii() and not _host_char(c)
+
+
+def _host_char(c: str) -> bool:
+    return c.isascii() and (c.isalnum() or c in _GO_HOST_CHARS)
 
 
 # ---------------------------------------------------------------------------
@@ -936,12 +1081,235 @@ PEER_AUTHENTICATION = Obj(
     rules=(_port_level_mtls_needs_selector,),
 )
 
+# ---------------------------------------------------------------------------
+# AuthorizationPolicy and RequestAuthentication (security.istio.io v1 and
+# v1beta1 share one schema). Only shape and the CEL rules live here; the
+# value checks (IPs, ports, paths, condition keys, URLs) are istiod's, in
+# validate_security.
+
+_API_GROUP = re.compile(
+    r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*)?"
+)
+_KIND_NAME = re.compile(r"[a-zA-Z](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?")
+_CLAIM_HEADER = re.compile(r"[-_A-Za-z0-9]+")
+
+
+def _not_empty(value: Any) -> str | None:
+    # OpenAPI minLength: 1
+    return "must not be empty" if value == "" else None
+
+
+def _api_group(value: Any) -> str | None:
+    if _API_GROUP.fullmatch(value):
+        return None
+    return (
+        f"{value!r} is not an API group: use lower-case letters, digits, '-' and '.'"
+        " (leave it empty for the core group)"
+    )
+
+
+def _kind_name(value: Any) -> str | None:
+    if value == "" or _KIND_NAME.fullmatch(value):  # empty: _not_empty says it
+        return None
+    return f"{value!r} is not a kind: a letter, then letters, digits or '-'"
+
+
+def _same_namespace(value: Any) -> str | None:
+    # CEL: self.size() == 0
+    if value == "":
+        return None
+    return (
+        "cross namespace referencing is not currently supported; remove namespace:"
+        " a policy targets resources in its own namespace"
+    )
+
+
+def _one_way_to_select(value: Any) -> str | None:
+    # CEL: (has(selector) ? 1 : 0) + (has(targetRef) ? 1 : 0) + (has(targetRefs) ? 1 : 0) <= 1
+    given = [name for name in ("selector", "targetRef", "targetRefs") if _has(value, name)]
+    if len(given) <= 1:
+        return None
+    return (
+        f"only one of targetRefs or selector can be set; this spec sets {' and '.join(given)}:"
+        " keep selector for workloads, or targetRef(s) for gateways and services"
+    )
+
+
+_POLICY_TARGET_REF = Obj(
+    {
+        "group": Str(max_length=253, rules=(_api_group,)),
+        "kind": Str(max_length=63, rules=(_not_empty, _kind_name)),
+        "name": Str(max_length=253, rules=(_not_empty,)),
+        "namespace": Str(rules=(_same_namespace,)),
+    },
+    required=("kind", "name"),
+)
+
+_TARGETING: Mapping[str, Node] = {
+    "selector": WORKLOAD_SELECTOR,
+    "targetRef": _POLICY_TARGET_REF,
+    "targetRefs": Arr(_POLICY_TARGET_REF, max_items=16),
+}
+
+
+def _service_accounts_alone(value: Any) -> str | None:
+    # CEL: (has(serviceAccounts) || has(notServiceAccounts)) ? !has(principals)
+    # && !has(notPrincipals) && !has(namespaces) && !has(notNamespaces) : true
+    if not (_has(value, "serviceAccounts") or _has(value, "notServiceAccounts")):
+        return None
+    if not any(
+        _has(value, f) for f in ("principals", "notPrincipals", "namespaces", "notNamespaces")
+    ):
+        return None
+    return (
+        "Cannot set serviceAccounts with namespaces or principals; a service account"
+        " ('ns/sa') already names its namespace: use either serviceAccounts or"
+        " principals/namespaces in one source (two sources in `from` are ORed)"
+    )
+
+
+_SERVICE_ACCOUNTS = Arr(Str(max_length=320), max_items=16)
+
+_SOURCE = Obj(
+    {
+        **{
+            name: _strings()
+            for name in (
+                "principals",
+                "notPrincipals",
+                "requestPrincipals",
+                "notRequestPrincipals",
+                "namespaces",
+                "notNamespaces",
+                "ipBlocks",
+                "notIpBlocks",
+                "remoteIpBlocks",
+                "notRemoteIpBlocks",
+                "trustDomains",
+                "notTrustDomains",
+            )
+        },
+        "serviceAccounts": _SERVICE_ACCOUNTS,
+        "notServiceAccounts": _SERVICE_ACCOUNTS,
+    },
+    rules=(_service_accounts_alone,),
+)
+
+_OPERATION = Obj(
+    {
+        name: _strings()
+        for name in (
+            "hosts",
+            "notHosts",
+            "ports",
+            "notPorts",
+            "methods",
+            "notMethods",
+            "paths",
+            "notPaths",
+        )
+    }
+)
+
+_AUTHZ_RULE = Obj(
+    {
+        "from": Arr(Obj({"source": _SOURCE}), max_items=512),
+        "to": Arr(Obj({"operation": _OPERATION})),
+        "when": Arr(
+            Obj({"key": Str(), "values": _strings(), "notValues": _strings()}, required=("key",))
+        ),
+    }
+)
+
+AUTHZ_ACTIONS = ("ALLOW", "DENY", "AUDIT", "CUSTOM")
+
+# The CRD's oneOf on `provider` (present or absent) always holds: not restated.
+AUTHORIZATION_POLICY = Obj(
+    {
+        **_TARGETING,
+        "rules": Arr(_AUTHZ_RULE, max_items=512),
+        "action": Str(enum=AUTHZ_ACTIONS),
+        "provider": Obj({"name": Str()}),
+    },
+    # The proto oneof action_detail, which has one member: Istio's CRD
+    # still spells it as an "at most one" group.
+    exclusive=(("provider",),),
+    rules=(_one_way_to_select,),
+)
+
+
+def _http_url(value: Any) -> str | None:
+    # CEL: url(self).getScheme() in ["http", "https"]. url() itself fails on
+    # what Go's ParseRequestURI or Parse refuses. Empty: _not_empty says it.
+    if value == "":
+        return None
+    try:
+        parse_go_url(value, request_uri=True)
+        scheme = parse_go_url(value).scheme
+    except ValueError as e:
+        return f"{value!r} is not a valid URL ({e}); url must have scheme http:// or https://"
+    if scheme in ("http", "https"):
+        return None
+    return f"url must have scheme http:// or https://, got {value!r}"
+
+
+def _one_key_source(value: Any) -> str | None:
+    # CEL: (has(jwksUri) ? 1 : 0) + (has(jwks_uri) ? 1 : 0) + (has(jwks) ? 1 : 0) <= 1
+    given = [name for name in ("jwksUri", "jwks_uri", "jwks") if _has(value, name)]
+    if len(given) <= 1:
+        return None
+    return (
+        f"only one of jwks or jwksUri can be set; this rule sets {' and '.join(given)}:"
+        " keep the inline key set (jwks) or the URL to fetch it from (jwksUri)"
+    )
+
+
+def _claim_header(value: Any) -> str | None:
+    if value == "" or _CLAIM_HEADER.fullmatch(value):  # empty: _not_empty says it
+        return None
+    return f"{value!r} is not a header name: use letters, digits, '-' and '_' only"
+
+
+_NON_EMPTY = Str(rules=(_not_empty,))
+_JWKS_URI = Str(max_length=2048, rules=(_not_empty, _http_url))
+
+_JWT_RULE = Obj(
+    {
+        "issuer": _NON_EMPTY,
+        "audiences": Arr(_NON_EMPTY),
+        "jwksUri": _JWKS_URI,
+        "jwks_uri": _JWKS_URI,
+        "jwks": Str(),
+        "fromHeaders": Arr(Obj({"name": _NON_EMPTY, "prefix": Str()}, required=("name",))),
+        "fromParams": Arr(_NON_EMPTY),
+        "fromCookies": Arr(_NON_EMPTY),
+        "outputPayloadToHeader": Str(),
+        "outputClaimToHeaders": Arr(
+            Obj(
+                {"header": Str(rules=(_not_empty, _claim_header)), "claim": _NON_EMPTY},
+                required=("header", "claim"),
+            )
+        ),
+        "forwardOriginalToken": Bool(),
+        "spaceDelimitedClaims": Arr(_NON_EMPTY, max_items=64),
+        "timeout": _dur(),
+    },
+    rules=(_one_key_source,),
+)
+
+REQUEST_AUTHENTICATION = Obj(
+    {**_TARGETING, "jwtRules": Arr(_JWT_RULE, max_items=4096)},
+    rules=(_one_way_to_select,),
+)
+
 SPEC_SCHEMAS: Mapping[str, Obj] = {
     "VirtualService": VIRTUAL_SERVICE,
     "DestinationRule": DESTINATION_RULE,
     "Gateway": GATEWAY,
     "ServiceEntry": SERVICE_ENTRY,
     "PeerAuthentication": PEER_AUTHENTICATION,
+    "AuthorizationPolicy": AUTHORIZATION_POLICY,
+    "RequestAuthentication": REQUEST_AUTHENTICATION,
 }
 
 

@@ -186,6 +186,24 @@ CRD_SPECS: tuple[CrdSpec, ...] = (
             _AGE,
         ),
     ),
+    CrdSpec(
+        ISTIO_SECURITY,
+        "AuthorizationPolicy",
+        "authorizationpolicies",
+        ("ap",),
+        SPEC_SCHEMAS["AuthorizationPolicy"],
+        printer_columns=(
+            PrinterColumn("Action", ".spec.action", "The operation to take."),
+            _AGE,
+        ),
+    ),
+    CrdSpec(
+        ISTIO_SECURITY,
+        "RequestAuthentication",
+        "requestauthentications",
+        ("ra",),
+        SPEC_SCHEMAS["RequestAuthentication"],
+    ),
     # Istio 1.0-1.5 declared these without a schema, status or columns.
     CrdSpec(
         LEGACY_AUTHN,
