@@ -8,6 +8,7 @@ A case is ``golden/<case>.yaml``: a header document, then resources::
       proxyType: sidecar                # or router
       podIPs: {default/productpage-v1-0: 10.1.0.1, ...}   # merged over
       vips: {reviews.default.svc.cluster.local: 10.0.0.12}  # shared/header.yaml
+      meshConfig: {extensionProviders: [...]}               # optional MeshConfig
     ---
     <resources>
 
@@ -27,6 +28,7 @@ import yaml
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from mizzen.api.load import load_paths
+from mizzen.api.meshconfig import parse_mesh_config
 from mizzen.model.build import build_snapshot
 from mizzen.model.snapshot import MeshSnapshot, Proxy
 from mizzen.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, build_resources
@@ -76,7 +78,9 @@ def case_snapshot(case: Case, workdir: Path) -> MeshSnapshot:
     loaded = load_paths(paths)
     assert not loaded.errors, "\n".join(map(str, loaded.errors))
     pod_ips = {_pair(k): v for k, v in case.header.get("podIPs", {}).items()}
-    return build_snapshot(loaded.resources, pod_ips, case.header.get("vips", {}), "golden")
+    mesh = parse_mesh_config(case.header.get("meshConfig"), f"{case.name}.yaml meshConfig")
+    vips = case.header.get("vips", {})
+    return build_snapshot(loaded.resources, pod_ips, vips, "golden", mesh=mesh)
 
 
 def case_proxy(case: Case, snapshot: MeshSnapshot) -> Proxy:

@@ -23,10 +23,15 @@ from typing import TypeVar
 
 from mizzen.api.meshconfig import MeshConfig
 from mizzen.api.resources import (
+    AuthorizationPolicy,
     DestinationRule,
     Gateway,
     LegacyAuthenticationPolicy,
+    MixerListChecker,
+    MixerListEntry,
+    MixerRule,
     PeerAuthentication,
+    RequestAuthentication,
     Resource,
     Service,
     ServiceEntry,
@@ -35,6 +40,8 @@ from mizzen.api.resources import (
 from mizzen.ca.identity import spiffe_id
 from mizzen.model.hosts import qualify_host
 from mizzen.model.legacy_authn import to_peer_authentications
+from mizzen.model.legacy_mixer import MixerTranslation, translate_mixer
+from mizzen.model.legacy_origins import origins_to_modern
 from mizzen.model.snapshot import (
     DEFAULT_DOMAIN_SUFFIX,
     Endpoint,
@@ -102,6 +109,9 @@ def build_snapshot(
             domain_suffix,
         ),
         peer_authentications=peer_authentications(resources, mesh.root_namespace),
+        authorization_policies=authorization_policies(resources, plans, mesh),
+        request_authentications=request_authentications(resources, mesh.root_namespace),
+        ext_authz_providers=mesh.ext_authz,
         root_namespace=mesh.root_namespace,
         trust_domain=mesh.trust_domain,
         auto_mtls=mesh.enable_auto_mtls,
@@ -124,6 +134,63 @@ def peer_authentications(
         elif isinstance(r.obj, LegacyAuthenticationPolicy):
             converted, _notes = to_peer_authentications(r.obj, kube_services, root_namespace)
             out.extend(converted)
+    return tuple(out)
+
+
+def mixer_translations(
+    resources: Sequence[Resource], plans: Sequence[PodPlan], mesh: MeshConfig
+) -> tuple[MixerTranslation, ...]:
+    """What every Mixer ``rule`` (seed 004's whitelists) means today."""
+    return translate_mixer(
+        _objects(resources, MixerListChecker),
+        _objects(resources, MixerListEntry),
+        _objects(resources, MixerRule),
+        plans,
+        trust_domain=mesh.trust_domain,
+        root_namespace=mesh.root_namespace,
+    )
+
+
+def _origins(
+    resources: Sequence[Resource], root_namespace: str
+) -> dict[int, tuple[RequestAuthentication | AuthorizationPolicy, ...]]:
+    """id(legacy policy) -> the modern resources its ``origins`` became."""
+    services = _objects(resources, Service)
+    out = {}
+    for r in resources:
+        if isinstance(r.obj, LegacyAuthenticationPolicy) and r.obj.origins:
+            out[id(r.obj)] = origins_to_modern(r.obj, services, root_namespace)[0]
+    return out
+
+
+def authorization_policies(
+    resources: Sequence[Resource], plans: Sequence[PodPlan], mesh: MeshConfig
+) -> tuple[AuthorizationPolicy, ...]:
+    """AuthorizationPolicies in apply order, each Mixer rule and legacy
+    origin requirement replaced in place by its modern equivalent."""
+    translated = {id(t.rule): t.policies for t in mixer_translations(resources, plans, mesh)}
+    origins = _origins(resources, mesh.root_namespace)
+    out: list[AuthorizationPolicy] = []
+    for r in resources:
+        if isinstance(r.obj, AuthorizationPolicy):
+            out.append(r.obj)
+        else:
+            found = translated.get(id(r.obj), ()) + origins.get(id(r.obj), ())
+            out.extend(p for p in found if isinstance(p, AuthorizationPolicy))
+    return tuple(out)
+
+
+def request_authentications(
+    resources: Sequence[Resource], root_namespace: str
+) -> tuple[RequestAuthentication, ...]:
+    origins = _origins(resources, root_namespace)
+    out: list[RequestAuthentication] = []
+    for r in resources:
+        if isinstance(r.obj, RequestAuthentication):
+            out.append(r.obj)
+        else:
+            found = origins.get(id(r.obj), ())
+            out.extend(p for p in found if isinstance(p, RequestAuthentication))
     return tuple(out)
 
 

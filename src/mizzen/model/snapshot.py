@@ -12,8 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mizzen.api.meshconfig import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN
-from mizzen.api.resources import DestinationRule, Gateway, PeerAuthentication, VirtualService
+from mizzen.api.meshconfig import DEFAULT_ROOT_NAMESPACE, DEFAULT_TRUST_DOMAIN, ExtAuthzProvider
+from mizzen.api.resources import (
+    AuthorizationPolicy,
+    DestinationRule,
+    Gateway,
+    PeerAuthentication,
+    RequestAuthentication,
+    VirtualService,
+)
 
 # HTTP, HTTP2, GRPC and GRPC_WEB are all proxied by the HTTP connection
 # manager (the last three with HTTP/2 upstream); TCP and TLS are proxied as
@@ -114,6 +121,11 @@ class MeshSnapshot:
     # PeerAuthentications in apply order (oldest first), legacy MeshPolicy
     # and Policy already converted.
     peer_authentications: tuple[PeerAuthentication, ...] = ()
+    # In apply order, the Mixer-era whitelists and origins already converted.
+    authorization_policies: tuple[AuthorizationPolicy, ...] = ()
+    request_authentications: tuple[RequestAuthentication, ...] = ()
+    # MeshConfig extensionProviders that CUSTOM policies name, by name.
+    ext_authz_providers: Mapping[str, ExtAuthzProvider] = field(default_factory=dict)
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     auto_mtls: bool = True

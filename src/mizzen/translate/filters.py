@@ -7,6 +7,7 @@ always on the line, because they are how a 503 gets explained.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from envoy.config.accesslog.v3 import accesslog_pb2
@@ -47,8 +48,17 @@ HTTP_LOG_FORMAT = (
     '%UPSTREAM_CLUSTER% "%UPSTREAM_HOST%" '
     "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %ROUTE_NAME%\n"
 )
+# What a dry-run AuthorizationPolicy would have done: the DENY policy it
+# would have matched, and whether the ALLOW policies would have denied.
+_RBAC_METADATA = "%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_"
+DRY_RUN_LOG_FIELDS = (
+    f" dry-run-deny={_RBAC_METADATA}deny_shadow_effective_policy_id)%"
+    f" dry-run-allow={_RBAC_METADATA}allow_shadow_engine_result)%"
+)
+DRY_RUN_HTTP_LOG_FORMAT = HTTP_LOG_FORMAT.rstrip("\n") + DRY_RUN_LOG_FIELDS + "\n"
 TCP_LOG_FORMAT = (
-    "[%START_TIME%] tcp %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
+    "[%START_TIME%] tcp %RESPONSE_FLAGS% %CONNECTION_TERMINATION_DETAILS% "
+    "%BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
     '%UPSTREAM_CLUSTER% "%UPSTREAM_HOST%" '
     "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS%\n"
 )
@@ -97,14 +107,18 @@ def alpn_override(alpn: str) -> Any:
     return hcm_pb2.HttpFilter(name=SET_FILTER_STATE_FILTER, typed_config=pack(config))
 
 
-def http_filters(*, alpn: str | None = None, grpc_web: bool = False) -> list[Any]:
+def http_filters(
+    *, alpn: str | None = None, grpc_web: bool = False, security: Sequence[Any] = ()
+) -> list[Any]:
     # The fault filter is always present (a no-op without per-route config) so
     # that a VirtualService adding a fault never changes the listener. gRPC
     # stats count calls by grpc-status under cluster.<name>.grpc. gRPC-Web
     # (on grpc-web ports, as Istio) becomes gRPC before routing, and back.
     grpc_stats = grpc_stats_pb2.FilterConfig()
     grpc_stats.stats_for_all_methods.value = False
-    out = [] if alpn is None else [alpn_override(alpn)]
+    # Authentication and authorization (``security``) come first, as in
+    # Istio: a request they refuse is never routed.
+    out = [*security] if alpn is None else [alpn_override(alpn), *security]
     if grpc_web:
         out.append(
             hcm_pb2.HttpFilter(name=GRPC_WEB_FILTER, typed_config=pack(grpc_web_pb2.GrpcWeb()))
@@ -126,6 +140,8 @@ def http_connection_manager(
     forward_peer_identity: bool = False,
     alpn: str | None = None,
     grpc_web: bool = False,
+    security: Sequence[Any] = (),
+    log_format: str = HTTP_LOG_FORMAT,
 ) -> Any:
     """An HCM filter with routes from RDS (``rds_name``) or inline.
 
@@ -138,8 +154,8 @@ def http_connection_manager(
     manager = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
-        http_filters=http_filters(alpn=alpn, grpc_web=grpc_web),
-        access_log=[stdout_access_log(HTTP_LOG_FORMAT)],
+        http_filters=http_filters(alpn=alpn, grpc_web=grpc_web, security=security),
+        access_log=[stdout_access_log(log_format)],
         normalize_path=wrappers_pb2.BoolValue(value=True),
         use_remote_address=wrappers_pb2.BoolValue(value=use_remote_address),
         # Istio allows WebSocket upgrades on every HTTP route by default.

@@ -25,8 +25,11 @@ from mizzen.model.snapshot import MeshService, MeshSnapshot, Proxy
 from mizzen.translate import names, tls
 from mizzen.translate.actions import destination_cluster, split_weights
 from mizzen.translate.authn import Mode, WorkloadMtls, workload_mtls
+from mizzen.translate.authz import NO_SECURITY, SecurityFilters, workload_security
 from mizzen.translate.clusters import socket_address
 from mizzen.translate.filters import (
+    DRY_RUN_HTTP_LOG_FORMAT,
+    HTTP_LOG_FORMAT,
     ORIGINAL_DST_FILTER,
     duration,
     http_connection_manager,
@@ -62,7 +65,9 @@ CATCH_ALL_TLS = "virtualInbound-catchall-tls"
 
 
 def filter_chain(name: str, network_filter: Any, destination_port: int | None = None) -> Any:
-    chain = listener_components_pb2.FilterChain(name=name, filters=[network_filter])
+    """A chain of one network filter, or of a list of them."""
+    filters = network_filter if isinstance(network_filter, list) else [network_filter]
+    chain = listener_components_pb2.FilterChain(name=name, filters=filters)
     if destination_port is not None:
         chain.filter_chain_match.destination_port.value = destination_port
     return chain
@@ -214,16 +219,25 @@ def virtual_outbound_listener() -> Any:
     return listener
 
 
-def _inbound_filter(inbound: InboundPort, *, mtls: bool, http: bool) -> Any:
+def _log_format(security: SecurityFilters) -> str:
+    return DRY_RUN_HTTP_LOG_FORMAT if security.dry_run else HTTP_LOG_FORMAT
+
+
+def _inbound_filter(
+    inbound: InboundPort, security: SecurityFilters, *, mtls: bool, http: bool
+) -> list[Any]:
     cluster = names.inbound_cluster(inbound.port)
     if http:
-        return http_connection_manager(
+        manager = http_connection_manager(
             f"inbound_0.0.0.0_{inbound.port}",
             route_config=inbound_route_config(inbound.port, inbound.hostname),
             forward_peer_identity=mtls,
             grpc_web=inbound.protocol == "GRPC_WEB",
+            security=security.http,
+            log_format=_log_format(security),
         )
-    return tcp_proxy(cluster, cluster)
+        return [manager]
+    return [*security.tcp, tcp_proxy(cluster, cluster)]
 
 
 def _mtls_chain(
@@ -257,7 +271,9 @@ def _tls_passthrough_chain(name: str, network_filter: Any, port: int | None) -> 
     return chain
 
 
-def inbound_chains(inbound: InboundPort, mode: Mode) -> list[Any]:
+def inbound_chains(
+    inbound: InboundPort, mode: Mode, security: SecurityFilters = NO_SECURITY
+) -> list[Any]:
     """The chains of one inbound port: mTLS, plaintext, or both (PERMISSIVE,
     told apart by the TLS inspector).
 
@@ -278,34 +294,39 @@ def inbound_chains(inbound: InboundPort, mode: Mode) -> list[Any]:
     for suffix, http, accepts, sniffed in kinds:
         if mode != "DISABLE":
             alpn = tls.SERVER_HTTP_ALPN if http else ()
-            secure = _inbound_filter(inbound, mtls=True, http=http)
+            secure = _inbound_filter(inbound, security, mtls=True, http=http)
             chains.append(_mtls_chain(name + suffix, secure, port, alpn, accepts))
         if mode != "STRICT":
-            plaintext = _inbound_filter(inbound, mtls=False, http=http)
+            plaintext = _inbound_filter(inbound, security, mtls=False, http=http)
             chain = filter_chain(f"{name}{PLAINTEXT_SUFFIX}{suffix}", plaintext, port)
             chain.filter_chain_match.application_protocols.extend(sniffed)
             chains.append(chain)
     if mode == "PERMISSIVE":
-        raw = _inbound_filter(inbound, mtls=False, http=False)
+        raw = _inbound_filter(inbound, security, mtls=False, http=False)
         chains.append(_tls_passthrough_chain(f"{name}{TLS_SUFFIX}", raw, port))
     return chains
 
 
-def passthrough_chains(mode: Mode, port: int | None = None) -> list[Any]:
+def passthrough_chains(
+    mode: Mode, port: int | None = None, security: SecurityFilters = NO_SECURITY
+) -> list[Any]:
     """Ports no service or container declares, to the original destination:
     all of them under the workload's own mode (``port`` None), or one port a
-    PeerAuthentication names in ``portLevelMtls``, under that port's mode."""
+    PeerAuthentication names in ``portLevelMtls``, under that port's mode.
+    Authorization covers them too: allow-nothing leaves no way in."""
     cluster = names.INBOUND_PASSTHROUGH_CLUSTER
     suffix = "" if port is None else f"-{port}"
+
+    def proxy() -> list[Any]:
+        return [*security.tcp, tcp_proxy(cluster, cluster)]
+
     chains = []
     if mode != "DISABLE":
-        proxy = tcp_proxy(cluster, cluster)
-        chains.append(_mtls_chain(CATCH_ALL_MTLS + suffix, proxy, port, (), _mesh_alpns(mode)))
+        chains.append(_mtls_chain(CATCH_ALL_MTLS + suffix, proxy(), port, (), _mesh_alpns(mode)))
     if mode != "STRICT":
-        chains.append(filter_chain(CATCH_ALL_TCP + suffix, tcp_proxy(cluster, cluster), port))
+        chains.append(filter_chain(CATCH_ALL_TCP + suffix, proxy(), port))
     if mode == "PERMISSIVE":
-        proxy = tcp_proxy(cluster, cluster)
-        chains.append(_tls_passthrough_chain(CATCH_ALL_TLS + suffix, proxy, port))
+        chains.append(_tls_passthrough_chain(CATCH_ALL_TLS + suffix, proxy(), port))
     return chains
 
 
@@ -389,11 +410,14 @@ def virtual_inbound_listener(snapshot: MeshSnapshot, proxy: Proxy) -> Any:
             names.INBOUND_CAPTURE_PORT,
         )
     )
+    security = workload_security(snapshot, proxy.namespace, proxy.labels)
     for inbound in ports:
-        listener.filter_chains.extend(inbound_chains(inbound, mtls.for_port(inbound.port)))
+        listener.filter_chains.extend(
+            inbound_chains(inbound, mtls.for_port(inbound.port), security)
+        )
     for port in undeclared:
-        listener.filter_chains.extend(passthrough_chains(mtls.for_port(port), port))
-    listener.filter_chains.extend(passthrough_chains(mtls.mode))
+        listener.filter_chains.extend(passthrough_chains(mtls.for_port(port), port, security))
+    listener.filter_chains.extend(passthrough_chains(mtls.mode, None, security))
     return listener
 
 
@@ -414,12 +438,17 @@ def gateway_listener(snapshot: MeshSnapshot, proxy: Proxy, entry: GatewayServer)
     name = names.listener_name(names.WILDCARD_ADDRESS, port)
     address = proxy.annotations.get(names.LISTEN_ADDRESS_ANNOTATION) or names.WILDCARD_ADDRESS
     listener = _listener(name, address, port_map(proxy).get(port, port), OUTBOUND)
+    # AuthorizationPolicies select gateways by their labels, like any workload.
+    security = workload_security(snapshot, proxy.namespace, proxy.labels)
+    network_filter: Any
     if entry.is_http:
         network_filter = http_connection_manager(
             f"outbound_{name}",
             rds_name=names.gateway_route_config(port),
             use_remote_address=True,  # the gateway is the edge: trust the peer address
             grpc_web=entry.server.port.protocol == "GRPC-WEB",
+            security=security.http,
+            log_format=_log_format(security),
         )
     else:
         ctx = MatchContext(entry.server.port.number, entry.gateway, proxy.namespace, proxy.labels)
@@ -431,7 +460,7 @@ def gateway_listener(snapshot: MeshSnapshot, proxy: Proxy, entry: GatewayServer)
             ),
             (),
         )
-        network_filter = tcp_proxy_filter(name, split, names.BLACKHOLE_CLUSTER)
+        network_filter = [*security.tcp, tcp_proxy_filter(name, split, names.BLACKHOLE_CLUSTER)]
     listener.filter_chains.append(filter_chain(name, network_filter))
     return listener
 

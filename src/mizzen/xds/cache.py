@@ -78,6 +78,9 @@ _CONFIG_FIELDS = (
     "service_accounts",
     "protocol_detection_timeout",
     "h2_upgrade",
+    "authorization_policies",
+    "request_authentications",
+    "ext_authz_providers",
 )
 
 
@@ -145,7 +148,12 @@ _CLUSTERS = (
     | {"cluster_endpoints", "auto_mtls", "service_accounts"}  # identities carry the trust domain
     | _MTLS
 )
-_INBOUND = frozenset({"services", "domain_suffix", "protocol_detection_timeout"}) | _MTLS
+# Authorization: the RBAC, JWT and ext_authz filters of inbound chains
+# (principals carry the trust domain).
+_AUTHZ = frozenset(
+    {"authorization_policies", "request_authentications", "ext_authz_providers", "trust_domain"}
+)
+_INBOUND = frozenset({"services", "domain_suffix", "protocol_detection_timeout"}) | _MTLS | _AUTHZ
 _DEPENDS: dict[str, frozenset[str]] = {
     "cds-out": _CLUSTERS,  # visible services, DestinationRule subsets, DNS targets
     "cds-in": _INBOUND,  # services selecting the pod (+ the workload, in the key)
