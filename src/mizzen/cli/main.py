@@ -191,11 +191,13 @@ def delete(paths: tuple[str, ...], name: str) -> None:
 
 
 @cli.command()
-@click.argument("what", type=click.Choice(["pods", "services", "proxies", "skipped"]))
+@click.argument("what", type=click.Choice(["pods", "services", "proxies", "skipped", "authz"]))
 @click.option("--name", default="default", show_default=True, help=NAME_HELP)
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 def get(what: str, name: str, output: str) -> None:
-    """List pods, services, proxies, or the documents that were skipped."""
+    """List pods, services, proxies, the documents that were skipped, or
+    `authz`: the authorization policies and JWT issuers each workload
+    enforces, in the order its proxy applies them."""
     status = _call(name, {"op": "status"})
     rows = status[what]
     if output == "json":
@@ -226,6 +228,20 @@ def _table(what: str, rows: list[dict[str, Any]]) -> Table:
             table.add_column(col)
         for r in rows:
             table.add_row(r["source"], r["kind"], r["name"], r["reason"])
+    elif what == "authz":
+        for col in ("NAMESPACE", "WORKLOAD", "ACTION", "POLICY", "SCOPE", "RULES", "NOTE"):
+            table.add_column(col)
+        for r in rows:
+            rules = str(r["rules"]) if r["action"] != "JWT" else ""
+            table.add_row(
+                r["namespace"],
+                r["workload"],
+                r["action"],
+                r["policy"],
+                r["scope"],
+                rules,
+                r["note"],
+            )
     elif what == "services":
         for col in ("NAMESPACE", "NAME", "VIP", "PORTS", "ENDPOINTS"):
             table.add_column(col)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from mizzen.agent.envoy import EnvoyCommand, resolve_envoy_binary
+from mizzen.api.errors import ConfigError, LoadResult
 from mizzen.api.load import load_paths
 from mizzen.api.meshconfig import MeshConfig, pod_secret_ttl
+from mizzen.api.parse import resource_label
 from mizzen.api.resources import Container, Resource, ResourceKey, Service
 from mizzen.ca.errors import CaError
 from mizzen.capture.iptables import install as install_capture
@@ -33,7 +36,7 @@ from mizzen.config.store import ConfigStore
 from mizzen.mesh import control, tlsfront
 from mizzen.mesh.identity import MeshIdentity
 from mizzen.mesh.layout import MeshLayout
-from mizzen.mesh.notes import apply_notes
+from mizzen.mesh.notes import apply_notes, mixer_refusals
 from mizzen.mesh.pods import (
     after_exit,
     app_probers_json,
@@ -65,6 +68,7 @@ from mizzen.runtime.kubeproxy import ServiceRule
 from mizzen.runtime.mesh import LocalMesh
 from mizzen.runtime.probes import HttpGetProbe
 from mizzen.runtime.state import PodState, ProcRef
+from mizzen.translate.authz import describe as describe_authz
 from mizzen.xds.cache import ConfigCache
 from mizzen.xds.server import XdsServer
 
@@ -258,7 +262,22 @@ class MeshDaemon:
             "services": self._service_rows(),
             "proxies": proxies,
             "skipped": list(self.skipped.values()),
+            "authz": self._authz_rows(),
         }
+
+    def _authz_rows(self) -> list[dict[str, Any]]:
+        """The effective policies of every workload with a proxy."""
+        rows = []
+        workloads = [
+            (p.plan.namespace, p.plan.name, p.plan.labels)
+            for p in self.pods.values()
+            if p.plan.sidecar
+        ]
+        workloads.append((GATEWAY_NAMESPACE, GATEWAY_POD, GATEWAY_LABELS))
+        for namespace, name, labels in sorted(workloads, key=lambda w: (w[0], w[1])):
+            for row in describe_authz(self.snapshot, namespace, labels):
+                rows.append({"namespace": namespace, "workload": name, **row})
+        return rows
 
     def _pods_settled(self) -> bool:
         """Every pod ready, or (a Job's) finished; none waiting its turn."""
@@ -323,6 +342,7 @@ class MeshDaemon:
 
     async def _apply_paths(self, paths: list[str]) -> dict[str, Any]:
         result = await asyncio.to_thread(load_paths, paths)
+        result = self._refuse_unfaithful(result)
         for err in result.errors:
             log.warning("rejected: %s", err)
         for skip in result.skipped:
@@ -352,6 +372,28 @@ class MeshDaemon:
             "unchanged": changes.unchanged,
             "version": self.xds.version,
         }
+
+    def _refuse_unfaithful(self, result: LoadResult) -> LoadResult:
+        """Refuses Mixer rules that cannot be enforced faithfully beside the
+        stored config (never half-applied: the whole rule is refused)."""
+        refused = mixer_refusals(result.resources, self.store.resources(), self.mesh_config)
+        if not refused:
+            return result
+        errors = [
+            ConfigError(
+                r.source,
+                resource_label(r.gvk.kind, r.meta.namespace, r.meta.name),
+                "spec",
+                refused[r.key],
+            )
+            for r in result.resources
+            if r.key in refused
+        ]
+        return dataclasses.replace(
+            result,
+            resources=tuple(r for r in result.resources if r.key not in refused),
+            errors=(*result.errors, *errors),
+        )
 
     async def _delete_paths(self, paths: list[str]) -> dict[str, Any]:
         result = await asyncio.to_thread(load_paths, paths)

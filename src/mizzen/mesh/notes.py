@@ -14,11 +14,17 @@ from mizzen.api.parse import resource_label
 from mizzen.api.resources import (
     DestinationRule,
     LegacyAuthenticationPolicy,
+    MixerRule,
     Resource,
+    ResourceKey,
     Service,
     TrafficPolicy,
 )
+from mizzen.model.build import mixer_translations
 from mizzen.model.legacy_authn import modern_yaml, to_peer_authentications
+from mizzen.model.legacy_mixer import MixerTranslation, modern_documents
+from mizzen.model.legacy_origins import origins_to_modern
+from mizzen.registry.pods import plan_pods
 
 _NOT_BUILT_TLS = ("SIMPLE", "MUTUAL")
 
@@ -28,9 +34,13 @@ def apply_notes(
 ) -> list[str]:
     services = [r.obj for r in stored if isinstance(r.obj, Service)]
     notes: list[str] = []
+    translations = {id(t.rule): t for t in mixer_translations(stored, plan_pods(stored), mesh)}
     for r in applied:
         if isinstance(r.obj, LegacyAuthenticationPolicy):
             notes.extend(_legacy(r, r.obj, services, mesh.root_namespace))
+            notes.extend(_origins(r, r.obj, services, mesh.root_namespace))
+        elif isinstance(r.obj, MixerRule) and id(r.obj) in translations:
+            notes.extend(_mixer(r, translations[id(r.obj)]))
         elif isinstance(r.obj, DestinationRule):
             notes.extend(_origination(r, r.obj))
     return notes
@@ -51,6 +61,49 @@ def _legacy(
             + modern_yaml(equivalents).rstrip()
         )
     return out
+
+
+def _origins(
+    r: Resource, policy: LegacyAuthenticationPolicy, services: Sequence[Service], root: str
+) -> list[str]:
+    if not policy.origins:
+        return []
+    equivalents, notes = origins_to_modern(policy, services, root)
+    out = [f"{_label(r)}: {note}" for note in notes]
+    if equivalents:
+        out.append(
+            f"{_label(r)}: origins (end-user JWT) enforced as these; write them instead:\n"
+            + modern_documents(equivalents).rstrip()
+        )
+    return out
+
+
+def _mixer(r: Resource, translation: MixerTranslation) -> list[str]:
+    out = [f"{_label(r)}: {note}" for note in translation.notes]
+    if translation.policies:
+        out.append(
+            f"{_label(r)}: enforced as this AuthorizationPolicy; write it instead:\n"
+            + modern_documents(translation.policies).rstrip()
+        )
+    return out
+
+
+def mixer_refusals(
+    applied: Sequence[Resource], stored: Sequence[Resource], mesh: MeshConfig
+) -> dict[ResourceKey, str]:
+    """Mixer rules of ``applied`` that cannot be enforced faithfully together
+    with what is ``stored`` (the workloads they name share identities with
+    others, say), by key, with the reason. Such a rule is refused whole."""
+    rules = {id(r.obj): r for r in applied if isinstance(r.obj, MixerRule)}
+    if not rules:
+        return {}
+    keys = {r.key for r in applied}
+    merged = [r for r in stored if r.key not in keys] + list(applied)
+    return {
+        rules[id(t.rule)].key: t.refusal
+        for t in mixer_translations(merged, plan_pods(merged), mesh)
+        if t.refusal and id(t.rule) in rules
+    }
 
 
 def _tls_settings(rule: DestinationRule) -> Iterator[tuple[str, Mapping[str, Any]]]:
