@@ -17,13 +17,17 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from mizzen.api.load import load_paths
+from mizzen.api.resources import AuthorizationPolicy, RequestAuthentication
 from mizzen.bench.dataplane import (
     ASSETS,
+    CLIENT_PRINCIPAL,
     DATA_PATH_HANDSHAKES,
+    PAIRS,
     VARIANTS,
     Bench,
     HeyOutputError,
@@ -33,7 +37,9 @@ from mizzen.bench.dataplane import (
     Target,
     added_spread,
     aggregate,
+    authz_counters,
     bare_bootstrap,
+    bearer,
     bench_workdir,
     count_stat,
     describe_defaults,
@@ -42,12 +48,21 @@ from mizzen.bench.dataplane import (
     measure_rounds,
     overlay_skipped,
     parse_hey,
+    redact,
     render,
+    render_authz_overlay,
     run_dataplane,
     spread,
     summarize,
     summary_lines,
     table,
+)
+from mizzen.bench.jwtkeys import (
+    ISSUER,
+    JwtMaterial,
+    b64url_decode,
+    make_jwt_material,
+    sign_rs256,
 )
 from mizzen.bench.statictls import (
     downstream_tls_socket,
@@ -177,6 +192,17 @@ def test_hey_argv_splits_the_total_rate_over_workers() -> None:
     argv = hey_argv("/usr/bin/hey", "http://a/", 3, 16, 1000)
     assert argv == ["/usr/bin/hey", "-z", "3s", "-c", "16", "-t", "5", "-q", "62.5", "http://a/"]
     assert "-q" not in hey_argv("hey", "http://a/", 0.5, 4, None)
+    assert "-H" not in hey_argv("hey", "http://a/", 0.5, 4, 100)
+
+
+def test_hey_argv_sends_headers_before_the_url() -> None:
+    argv = hey_argv("hey", "http://a/", 3, 4, 1000, ["Authorization: Bearer x.y.z", "X-A: 1"])
+    assert argv == [
+        *["hey", "-z", "3s", "-c", "4", "-t", "5", "-q", "250"],
+        *["-H", "Authorization: Bearer x.y.z", "-H", "X-A: 1", "http://a/"],
+    ]
+    assert redact(argv)[-4] == "Authorization: Bearer <JWT>"
+    assert redact(argv)[-2:] == ["X-A: 1", "http://a/"]
 
 
 # --- statistics --------------------------------------------------------------------------
@@ -208,13 +234,14 @@ def _hey(p50: float, p90: float, p99: float, n: int = 1000) -> HeyResult:
 def _measurements() -> list[Measurement]:
     # Per round: p50 of direct, then of each proxied variant; p90 is p50 + 0.1.
     out = []
+    names = ("bare-envoy", "bare-envoy-mtls", "mesh-mtls", "mesh-plaintext", "mesh-authz")
     rounds = [
-        (0.2, {"bare-envoy": 0.6, "bare-envoy-mtls": 0.7, "mesh-mtls": 0.9, "mesh-plaintext": 0.8}),
-        (0.3, {"bare-envoy": 0.6, "bare-envoy-mtls": 0.8, "mesh-mtls": 1.1, "mesh-plaintext": 1.0}),
-        (0.2, {"bare-envoy": 0.8, "bare-envoy-mtls": 0.9, "mesh-mtls": 1.0, "mesh-plaintext": 0.9}),
+        (0.2, dict(zip(names, (0.6, 0.7, 0.9, 0.8, 1.0), strict=True))),
+        (0.3, dict(zip(names, (0.6, 0.8, 1.1, 1.0, 1.3), strict=True))),
+        (0.2, dict(zip(names, (0.8, 0.9, 1.0, 0.9, 1.1), strict=True))),
     ]
-    cpu = {"bare-envoy": 0.1, "bare-envoy-mtls": 0.12, "mesh-mtls": 0.15, "mesh-plaintext": 0.13}
-    private = {"bare-envoy": 10.0, "bare-envoy-mtls": 11.0, "mesh-mtls": 15.0, "mesh-plaintext": 13}
+    cpu = dict(zip(names, (0.1, 0.12, 0.15, 0.13, 0.18), strict=True))
+    private = dict(zip(names, (10.0, 11.0, 15.0, 13.0, 16.0), strict=True))
     for rnd, (d, proxied) in enumerate(rounds, 1):
         out.append(Measurement(rnd, 1000, "direct", _hey(d, d, d), {}, {}, {}))
         for variant, v in proxied.items():
@@ -262,20 +289,40 @@ def test_aggregate_rows_and_summary() -> None:
     assert summary["bare_mtls_over_bare_added_p90"]["1000"] == 1.2
     assert summary["mesh_added_p90_ms"] == {"1000": 0.9}
     assert summary["added_p90_ms_by_variant"]["mesh-plaintext"] == {"1000": 0.8}
+    # mesh-authz over mesh-mtls: added p90 per round 0.9, 1.1, 1.0 → 1.0 over 0.9
+    assert summary["pairs"]["mesh_authz_over_mesh"] == ["mesh-authz", "mesh-mtls"]
+    assert by["mesh-authz"]["added_p90_ms"]["median"] == pytest.approx(1.0)
+    assert summary["mesh_authz_over_mesh_added_p90"] == {"1000": 1.11, "max": 1.11}
+    assert summary["mesh_authz_over_mesh_cpu_s_per_1000"]["1000"] == 1.2
+    assert summary["mesh_authz_over_mesh_private_mb"]["1000"] == pytest.approx(1.07)
+    assert summary["added_p90_ms_by_variant"]["mesh-authz"] == {"1000": 1.0}
 
     shown = table(results, Sizes(rounds=3, seconds=10, rates=(1000,)))
-    assert len(shown["rows"]) == 5 and all(len(r) == len(shown["columns"]) for r in shown["rows"])
+    assert len(shown["rows"]) == 6 and all(len(r) == len(shown["columns"]) for r in shown["rows"])
     assert [r[2] for r in shown["rows"]] == list(VARIANTS)
     assert shown["rows"][3][6] == "0.900 ms (0.80–0.90)"
     assert shown["rows"][0][6] == "—"
+    assert shown["rows"][5][2] == "mesh-authz"
+    assert shown["rows"][5][6] == "1.000 ms (0.90–1.10)"
     caption = shown["caption"]
-    assert len(caption) == 3
+    assert len(caption) == 4
     assert caption[0].startswith("mesh-mtls vs bare-envoy-mtls (key figure) at 1000 rps:")
     assert "added p90 0.90 ms vs 0.60 ms = 1.50×" in caption[0]
     assert "CPU/1000 req 0.300 s vs 0.240 s = 1.25×" in caption[0]
     assert "private memory 30.0 MB vs 22.0 MB" in caption[0]
     assert caption[1].startswith("mesh-plaintext vs bare-envoy (both plaintext)")
+    assert caption[3].startswith(
+        "mesh-authz vs mesh-mtls (what one ALLOW policy and one RequestAuthentication cost) "
+        "at 1000 rps:"
+    )
+    assert "added p90 1.00 ms vs 0.90 ms = 1.11×" in caption[3]
+    assert "CPU/1000 req 0.360 s vs 0.300 s = 1.20×" in caption[3]
     json.dumps(shown)
+
+
+def test_mesh_authz_is_compared_with_the_mesh_it_adds_to() -> None:
+    assert ("mesh-authz", "mesh-mtls") in {(num, den) for _, num, den, _ in PAIRS}
+    assert VARIANTS.index("mesh-authz") > VARIANTS.index("mesh-mtls")
 
 
 def test_summary_without_some_variants_has_no_ratios() -> None:
@@ -387,6 +434,25 @@ def test_count_stat_sums_matching_counters() -> None:
     assert count_stat("", re.compile(".*")) == 0
 
 
+def test_authz_counters_of_the_inbound_connection_manager() -> None:
+    stats = (
+        "http.inbound_0.0.0.0_80.jwt_authn.allowed: 17032\n"
+        "http.inbound_0.0.0.0_80.jwt_authn.denied: 5\n"
+        "http.inbound_0.0.0.0_80.jwt_authn.jwt_cache_miss: 5895\n"
+        "http.inbound_0.0.0.0_80.rbac.allowed: 17027\n"
+        "http.inbound_0.0.0.0_80.rbac.shadow_allowed: 3\n"
+        "http.outbound_0.0.0.0_80.rbac.allowed: 99\n"
+    )
+    assert authz_counters(stats) == {
+        "jwt_authn.allowed": 17032,
+        "jwt_authn.denied": 5,
+        "jwt_authn.jwt_cache_hit": 0,
+        "jwt_authn.jwt_cache_miss": 5895,
+        "rbac.allowed": 17027,
+        "rbac.denied": 0,
+    }
+
+
 def test_data_path_handshakes_leave_out_control_plane_connections() -> None:
     stats = (
         "cluster.outbound|80||server.bench.svc.cluster.local.ssl.handshake: 3\n"
@@ -471,6 +537,156 @@ def test_static_mtls_material(tmp_path: Path) -> None:
     assert not list((tmp_path / "tls").glob("root-key*"))  # the root's key is never written
 
 
+def _jwk_public_key(jwk: dict[str, str]) -> rsa.RSAPublicKey:
+    n, e = (int.from_bytes(b64url_decode(jwk[k]), "big") for k in ("n", "e"))
+    return rsa.RSAPublicNumbers(e, n).public_key()
+
+
+def _verify(token: str, key: rsa.RSAPublicKey) -> dict[str, Any]:
+    header, payload, signature = token.split(".")
+    for part in (header, payload, signature):
+        assert "=" not in part and "+" not in part and "/" not in part  # base64url, no padding
+    key.verify(
+        b64url_decode(signature),
+        f"{header}.{payload}".encode(),
+        padding.PKCS1v15(),
+        hashes.SHA256(),
+    )
+    assert json.loads(b64url_decode(header)) == {
+        "alg": "RS256",
+        "typ": "JWT",
+        "kid": "mizzen-bench",
+    }
+    claims: dict[str, Any] = json.loads(b64url_decode(payload))
+    return claims
+
+
+@pytest.fixture(scope="module")
+def jwt_material() -> JwtMaterial:
+    return make_jwt_material(now=1_700_000_000)
+
+
+def test_the_token_verifies_against_the_jwks(jwt_material: JwtMaterial) -> None:
+    (jwk,) = json.loads(jwt_material.jwks)["keys"]
+    assert set(jwk) == {"kty", "n", "e", "kid", "alg"}
+    assert (jwk["kty"], jwk["alg"], jwk["kid"], jwk["e"]) == (
+        "RSA",
+        "RS256",
+        "mizzen-bench",
+        "AQAB",
+    )
+    key = _jwk_public_key(jwk)
+    assert key.public_numbers() == jwt_material.private_key.public_key().public_numbers()
+    assert key.key_size == 2048
+    claims = _verify(jwt_material.token, key)
+    assert claims["iss"] == ISSUER == "bench@mizzen.test"
+    assert claims["iat"] == 1_700_000_000 and claims["exp"] > claims["iat"] + 3600
+    assert claims["sub"]
+
+
+def test_the_tampered_token_fails_verification(jwt_material: JwtMaterial) -> None:
+    key = _jwk_public_key(json.loads(jwt_material.jwks)["keys"][0])
+    assert jwt_material.tampered != jwt_material.token
+    assert jwt_material.tampered.split(".")[2] == jwt_material.token.split(".")[2]
+    with pytest.raises(InvalidSignature):
+        _verify(jwt_material.tampered, key)
+    # a key of its own does not verify the bench's token either
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = sign_rs256(other, {"iss": ISSUER})
+    with pytest.raises(InvalidSignature):
+        _verify(forged, key)
+
+
+def test_the_authz_overlay_renders_to_valid_istio_config(
+    tmp_path: Path, jwt_material: JwtMaterial
+) -> None:
+    text = render_authz_overlay(jwt_material.jwks)
+    assert "__" not in text
+    path = tmp_path / "mesh-authz.yaml"
+    path.write_text(text)
+    loaded = load_paths([path])
+    assert loaded.errors == () and loaded.skipped == ()
+    by_kind = {r.key.kind: r.obj for r in loaded.resources}
+    assert set(by_kind) == {"AuthorizationPolicy", "RequestAuthentication"}
+    policy, authn = by_kind["AuthorizationPolicy"], by_kind["RequestAuthentication"]
+    assert isinstance(policy, AuthorizationPolicy)
+    assert isinstance(authn, RequestAuthentication)
+    assert policy.action == "ALLOW"
+    assert policy.selector == {"app": "server"}
+    (rule,) = policy.rules
+    (source,) = rule.sources
+    assert source.principals == (CLIENT_PRINCIPAL,) == ("cluster.local/ns/bench/sa/default",)
+    assert authn.selector == {"app": "server"}
+    (jwt_rule,) = authn.jwt_rules
+    assert jwt_rule.issuer == ISSUER
+    assert json.loads(jwt_rule.jwks) == json.loads(jwt_material.jwks)
+    with pytest.raises(ValueError, match="single quotes"):
+        render_authz_overlay("{'keys': []}")
+
+
+def test_mesh_yaml_pods_run_as_the_default_service_account() -> None:
+    # CLIENT_PRINCIPAL assumes it: a serviceAccountName in mesh.yaml must change both.
+    assert "serviceAccountName" not in (ASSETS / "mesh.yaml").read_text()
+
+
+class _Probe(Bench):
+    """A Bench whose hey answers from a table keyed by the Authorization header
+    (or the URL for requests from the host), and whose admin returns a dump."""
+
+    def __init__(self, tmp_path: Path, answers: dict[str, dict[int, int]], dump: str) -> None:
+        super().__init__(contextlib.ExitStack(), tmp_path, "probe", lambda _: None)
+        self.jwt = make_jwt_material()
+        self.server_ips["mesh-authz"] = "198.18.0.9"
+        self.answers = answers
+        self.dump = dump
+
+    def admin_get(self, variant: str, role: str, path: str) -> str:
+        return self.dump
+
+    def hey(self, target: Target, seconds: float, connections: int, rate: int | None) -> HeyResult:
+        assert self.jwt is not None
+        key = {
+            (): "none",
+            (bearer(self.jwt.tampered),): "tampered",
+        }.get(target.headers, "valid")
+        if not target.netns:
+            key = "host"
+        statuses = self.answers[key]
+        return HeyResult(10.0, {}, statuses, {})
+
+
+def _authz_dump(*extra: str) -> str:
+    listener = {
+        "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+        "name": "virtualInbound",
+        "filters": ["envoy.filters.http.jwt_authn", "envoy.filters.http.rbac", *extra],
+    }
+    return json.dumps({"configs": [{"@type": "x.ListenersConfigDump", "listeners": [listener]}]})
+
+
+def test_authz_check_passes_only_when_enforced(tmp_path: Path) -> None:
+    target = Target("mesh-authz", "ns", "http://server/", {}, ("Authorization: Bearer t",))
+    dump = _authz_dump(CLIENT_PRINCIPAL, ISSUER)
+    good = {"none": {200: 5}, "tampered": {401: 5}, "host": {403: 5}}
+    notes = _Probe(tmp_path, good, dump).authz_enforced(target)
+    assert notes == [
+        "no token: 5 × 200",
+        "tampered token: 5 × 401",
+        "no client identity (plaintext from the host): 5 × 403",
+    ]
+    unenforced = {**good, "tampered": {200: 5}}
+    with pytest.raises(RuntimeError, match="tampered token should get 401"):
+        _Probe(tmp_path, unenforced, dump).authz_enforced(target)
+    required = {**good, "none": {401: 5}}
+    with pytest.raises(RuntimeError, match="no token should get 200"):
+        _Probe(tmp_path, required, dump).authz_enforced(target)
+    open_door = {**good, "host": {200: 5}}
+    with pytest.raises(RuntimeError, match=r"no client identity .* should get 403"):
+        _Probe(tmp_path, open_door, dump).authz_enforced(target)
+    with pytest.raises(RuntimeError, match=r"lacks .*cluster\.local/ns/bench/sa/default"):
+        _Probe(tmp_path, good, _authz_dump(ISSUER)).authz_enforced(target)
+
+
 def test_the_plaintext_overlay_is_valid_istio_config() -> None:
     loaded = load_paths([ASSETS / "mesh-plaintext.yaml"])
     assert loaded.errors == ()
@@ -536,13 +752,20 @@ def test_tiny_real_run_is_well_formed() -> None:
             assert set(row["by_proxy"]) == {"client", "server"}
             assert row["sidecar_rss_mb"]["median"] > 0
     summary = report["summary"]
-    for pair in ("mesh_over_bare", "mesh_plaintext_over_bare"):
+    for pair in ("mesh_over_bare", "mesh_plaintext_over_bare", "mesh_authz_over_mesh"):
         assert set(summary[f"{pair}_added_p90"]) == {"200", "max"}, pair
         assert set(summary[f"{pair}_cpu_s_per_1000"]) == {"200", "max"}, pair
     assert len(report["table"]["rows"]) == len(VARIANTS)
-    assert len(report["table"]["caption"]) == 3
+    assert len(report["table"]["caption"]) == len(PAIRS) == 4
     notes = report["notes"]
     assert any(n.startswith("mesh-mtls: client sidecar's cluster") for n in notes)
+    assert any(n.startswith("mesh-authz: client sidecar's cluster") for n in notes)
+    assert any(n.startswith("mesh-authz checked before measuring, tampered token") for n in notes)
+    counters = next(n for n in notes if n.startswith("mesh-authz server sidecar over the run"))
+    assert "jwt_authn.denied 0" not in counters and "rbac.denied 0" not in counters
+    assert not any("Bearer ey" in c for c in report["commands"])  # tokens are redacted
+    assert any("Authorization: Bearer <JWT>" in c for c in report["commands"])
+    assert "__JWKS__" not in report["config"]["mesh_authz_overlay"]
     assert any(n.startswith("mesh-plaintext: client sidecar's cluster") for n in notes)
     # The bare pair really handshook, and the plaintext one did not.
     handshakes = {
@@ -553,7 +776,7 @@ def test_tiny_real_run_is_well_formed() -> None:
     assert handshakes["bare-envoy-mtls server"] > 0 and handshakes["bare-envoy-mtls client"] > 0
     assert handshakes["bare-envoy server"] == 0 and handshakes["bare-envoy client"] == 0
     assert set(handshakes) >= {"mesh-mtls server", "mesh-plaintext client"}
-    assert len(report["config"]["meshes"]) == 3
+    assert len(report["config"]["meshes"]) == 4
     assert report["config"]["variants"] == list(VARIANTS)
 
 

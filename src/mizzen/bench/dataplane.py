@@ -1,6 +1,6 @@
 """Data-plane benchmark: latency and sidecar cost added by Mizzen's Envoys.
 
-Five variants run side by side, interleaved round by round, so that drift
+Six variants run side by side, interleaved round by round, so that drift
 of the machine (turbo, other load) hits all of them alike:
 
     direct           hey (client pod) ─────────────────────────────────► nginx (server pod)
@@ -8,6 +8,8 @@ of the machine (turbo, other load) hits all of them alike:
     bare-envoy-mtls  hey ─► Envoy 127.0.0.1:15002 ═mTLS═► Envoy pod IP:15007 ─► nginx
     mesh-mtls        hey ─► Mizzen sidecar ─► Mizzen sidecar ─► nginx   (a real mesh, as is)
     mesh-plaintext   the same in a second mesh with mTLS switched off the Istio way
+    mesh-authz       the same in a third mesh (mTLS) with one ALLOW AuthorizationPolicy
+                     and one RequestAuthentication on the server; hey sends a JWT
 
 ``direct`` and both bare pairs share one LocalMesh (two pods, no capture, one
 nginx); the bare pairs are the floor a proxy costs with the same transport
@@ -15,12 +17,21 @@ work as the mesh: static config, files for certificates (see ``statictls``).
 ``mesh-mtls`` is a full mesh from ``assets/mesh.yaml``; ``mesh-plaintext`` a
 second one from the same file plus ``assets/mesh-plaintext.yaml`` (a
 mesh-wide PeerAuthentication DISABLE and a DestinationRule with ``tls.mode:
-DISABLE``). Two meshes side by side rather than one reconfigured between
-measurements: every variant is measured in its steady state, as the bare
-pairs are, and no measurement waits on or follows a config change (Envoy
-keeps an updated cluster warming until it gets endpoints again, so a switch
-can stall). The second mesh costs about 200 MB of private memory (daemon,
-agents, Envoys) and 3% of one core while idle, the same for every variant.
+DISABLE``); ``mesh-authz`` a third one from the same file plus
+``assets/mesh-authz.yaml`` rendered with a JWKS made at bench time (see
+``jwtkeys``): the server's sidecar checks the client's SPIFFE principal
+(RBAC) and the token (jwt_authn) on every request. Envoy's token cache only
+works when a provider sets ``jwt_cache_config``; the mesh's config sets none
+today, so each request's RS256 signature is verified (the notes give the
+sidecar's cache hit/miss counters). Before measuring, the bench checks that
+the variant enforces: no token passes, a tampered one gets 401, a caller
+without the client's identity gets 403. Meshes side by
+side rather than one reconfigured between measurements: every variant is
+measured in its steady state, as the bare pairs are, and no measurement
+waits on or follows a config change (Envoy keeps an updated cluster warming
+until it gets endpoints again, so a switch can stall). Each extra mesh costs
+about 200 MB of private memory (daemon, agents, Envoys) and 3% of one core
+while idle, the same for every variant.
 
 Each round measures every rate, and at each rate every variant in the order
 above. The load generator is Debian's ``hey`` at a fixed total rate (``-c``
@@ -48,12 +59,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mizzen.agent.envoy import EnvoyCommand, resolve_envoy_binary
 from mizzen.api.load import load_paths
+from mizzen.bench.jwtkeys import ISSUER, JwtMaterial, make_jwt_material
 from mizzen.bench.statictls import (
     TlsFiles,
     downstream_tls_socket,
@@ -70,16 +82,34 @@ from mizzen.runtime.state import ProcRef
 Log = Callable[[str], None]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-VARIANTS = ("direct", "bare-envoy", "bare-envoy-mtls", "mesh-mtls", "mesh-plaintext")
+VARIANTS = (
+    "direct",
+    "bare-envoy",
+    "bare-envoy-mtls",
+    "mesh-mtls",
+    "mesh-plaintext",
+    "mesh-authz",
+)
 # Added to mesh.yaml for mesh-plaintext: mTLS off the Istio way.
 PLAINTEXT_OVERLAY = "mesh-plaintext.yaml"
+# Added to mesh.yaml for mesh-authz: a template, rendered with the JWKS.
+AUTHZ_OVERLAY = "mesh-authz.yaml"
+# The client's identity in mesh-authz's ALLOW policy (mesh.yaml's pods set no
+# serviceAccountName: they run as "default").
+CLIENT_PRINCIPAL = "cluster.local/ns/bench/sa/default"
 # (summary key, numerator, denominator, what it says): each mesh variant
-# against the bare pair that does the same transport work. The first is the
-# key figure.
+# against the bare pair that does the same transport work, and mesh-authz
+# against the mesh it adds to. The first is the key figure.
 PAIRS = (
     ("mesh_over_bare", "mesh-mtls", "bare-envoy-mtls", "key figure"),
     ("mesh_plaintext_over_bare", "mesh-plaintext", "bare-envoy", "both plaintext"),
     ("bare_mtls_over_bare", "bare-envoy-mtls", "bare-envoy", "what mTLS costs two bare Envoys"),
+    (
+        "mesh_authz_over_mesh",
+        "mesh-authz",
+        "mesh-mtls",
+        "what one ALLOW policy and one RequestAuthentication cost",
+    ),
 )
 BODY_BYTES = 1024
 NAMESPACE = "bench"
@@ -185,12 +215,30 @@ def _section(text: str, heading: str) -> list[tuple[str, str]]:
     return found
 
 
-def hey_argv(hey: str, url: str, seconds: float, connections: int, rate: int | None) -> list[str]:
-    """hey at a fixed total rate (``-q`` is per worker), or unthrottled with rate None."""
+def hey_argv(
+    hey: str,
+    url: str,
+    seconds: float,
+    connections: int,
+    rate: int | None,
+    headers: Sequence[str] = (),
+) -> list[str]:
+    """hey at a fixed total rate (``-q`` is per worker), or unthrottled with rate None;
+    each of headers (``"Name: value"``) is sent with every request."""
     argv = [hey, "-z", f"{seconds:g}s", "-c", str(connections), "-t", str(HEY_TIMEOUT_S)]
     if rate is not None:
         argv += ["-q", f"{rate / connections:g}"]
+    for header in headers:
+        argv += ["-H", header]
     return [*argv, url]
+
+
+_BEARER = re.compile(r"(Authorization: Bearer )\S+")
+
+
+def redact(argv: Sequence[str]) -> list[str]:
+    """argv with bearer tokens shown as <JWT> (for the report's command list)."""
+    return [_BEARER.sub(r"\1<JWT>", a) for a in argv]
 
 
 # --- statistics (pure) -----------------------------------------------------------------
@@ -275,6 +323,7 @@ class Target:
     netns: str
     url: str
     proxies: Mapping[str, int] = field(default_factory=dict)
+    headers: tuple[str, ...] = ()  # sent with every request (hey -H)
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
@@ -285,6 +334,17 @@ def render(template: str, values: Mapping[str, str]) -> str:
     if leftover:
         raise ValueError(f"placeholder {leftover.group(0)} not filled")
     return template
+
+
+def render_authz_overlay(jwks: str, issuer: str = ISSUER) -> str:
+    """assets/mesh-authz.yaml with the key set inline (in single quotes: JSON has none)."""
+    if "'" in jwks or "\n" in jwks:
+        raise ValueError("the JWKS must be compact JSON without single quotes")
+    return render((ASSETS / AUTHZ_OVERLAY).read_text(), {"JWKS": jwks, "ISSUER": issuer})
+
+
+def bearer(token: str) -> str:
+    return f"Authorization: Bearer {token}"
 
 
 def write_nginx(prefix: Path) -> Path:
@@ -404,6 +464,9 @@ class Bench:
         self.admins: dict[tuple[str, str], tuple[str, Path]] = {}
         self.tls: dict[str, TlsFiles] = {}
         self.mtls_server_url = ""
+        self.jwt: JwtMaterial | None = None
+        self.authz_overlay = ""  # as rendered for mesh-authz
+        self.server_ips: dict[str, str] = {}  # variant → the server pod's IP
 
     def record(self, argv: Sequence[str]) -> None:
         line = " ".join(argv)
@@ -504,11 +567,11 @@ class Bench:
         self.log(f"dataplane: removing {local.name}")
         local.down()
 
-    # -- mesh: two real Mizzen meshes from assets/mesh.yaml -------------------------------
+    # -- mesh: three real Mizzen meshes from assets/mesh.yaml -----------------------------
 
-    def up_meshes(self) -> tuple[Target, Target]:
-        """mesh-mtls (mesh.yaml as is) and mesh-plaintext (plus the overlay), started
-        together and waited for together."""
+    def up_meshes(self) -> tuple[Target, Target, Target]:
+        """mesh-mtls (mesh.yaml as is), mesh-plaintext and mesh-authz (plus their
+        overlays), started together and waited for together."""
         prefix = self.workdir / "mesh-nginx"
         write_nginx(prefix)
         manifest = self.workdir / "mesh.yaml"
@@ -516,9 +579,14 @@ class Bench:
         manifest.write_text(render((ASSETS / "mesh.yaml").read_text(), values))
         overlay = self.workdir / PLAINTEXT_OVERLAY
         shutil.copyfile(ASSETS / PLAINTEXT_OVERLAY, overlay)
+        self.jwt = make_jwt_material()
+        self.authz_overlay = render_authz_overlay(self.jwt.jwks)
+        authz = self.workdir / AUTHZ_OVERLAY
+        authz.write_text(self.authz_overlay)
         wanted = {
             "mesh-mtls": (f"{self.base}-mtls", [str(manifest)]),
             "mesh-plaintext": (f"{self.base}-plain", [str(manifest), str(overlay)]),
+            "mesh-authz": (f"{self.base}-authz", [str(manifest), str(authz)]),
         }
         layouts = {}
         for variant, (name, paths) in wanted.items():
@@ -530,11 +598,15 @@ class Bench:
         return (
             self._mesh_target("mesh-mtls", layouts["mesh-mtls"]),
             self._mesh_target("mesh-plaintext", layouts["mesh-plaintext"]),
+            self._mesh_target("mesh-authz", layouts["mesh-authz"], (bearer(self.jwt.token),)),
         )
 
-    def _mesh_target(self, variant: str, layout: MeshLayout) -> Target:
+    def _mesh_target(
+        self, variant: str, layout: MeshLayout, headers: tuple[str, ...] = ()
+    ) -> Target:
         pods = {p["name"]: p for p in wait_ready(layout, timeout=120)["pods"]}
         netns = {role: pods[f"{role}-0"]["netns"] for role in ("client", "server")}
+        self.server_ips[variant] = str(pods["server-0"].get("ip", ""))
         proxies = {role: envoy_pid_in(ns) for role, ns in netns.items()}
         self.record(cmdline(proxies["client"]))
         for role, ns in netns.items():
@@ -542,7 +614,7 @@ class Bench:
                 ns,
                 layout.proxy_dir(NAMESPACE, f"{role}-0") / "admin.address",
             )
-        return Target(variant, netns["client"], f"http://{SERVER_HOST}/", proxies)
+        return Target(variant, netns["client"], f"http://{SERVER_HOST}/", proxies, headers)
 
     def _stop_mesh(self, layout: MeshLayout) -> None:
         self.log(f"dataplane: stopping mesh {layout.name}")
@@ -589,6 +661,61 @@ class Bench:
             f"server sidecar's virtualInbound: {server}"
         )
 
+    def authz_enforced(self, target: Target) -> list[str]:
+        """Check that mesh-authz enforces what it claims to, or raise: its server
+        sidecar has the RBAC and JWT filters, a request without a token passes
+        (RequestAuthentication alone requires none), one with a tampered token
+        gets 401, and one without the client's identity (plaintext from the host,
+        no peer certificate) gets 403. What was seen, as report notes."""
+        if self.jwt is None:
+            raise RuntimeError("mesh-authz: no JWT material (up_meshes not run)")
+        dump = _xds_part(self.admin_get(target.variant, "server", "/config_dump"))
+        missing = [
+            what
+            for what in ("envoy.filters.http.rbac", "envoy.filters.http.jwt_authn")
+            if what not in dump
+        ]
+        for what in (CLIENT_PRINCIPAL, ISSUER):
+            if what not in dump:
+                missing.append(repr(what))
+        if missing:
+            raise RuntimeError(
+                f"{target.variant}: the server sidecar's config lacks {', '.join(missing)}: "
+                f"the mesh did not apply assets/{AUTHZ_OVERLAY}, so this variant would "
+                "measure an unenforced path"
+            )
+        checks = {
+            "no token": (replace(target, headers=()), {200}),
+            "tampered token": (replace(target, headers=(bearer(self.jwt.tampered),)), {401}),
+        }
+        server_ip = self.server_ips.get(target.variant, "")
+        if server_ip:
+            # The root namespace reaches pods over the mesh's bridge; nothing
+            # there captures: plaintext, no client certificate, no principal.
+            checks["no client identity (plaintext from the host)"] = (
+                Target(target.variant, "", f"http://{server_ip}:{NGINX_PORT}/"),
+                {403},
+            )
+        notes = []
+        for what, (probe, wanted) in checks.items():
+            result = self.hey(probe, 0.5, 1, 10)
+            if result.requests == 0 or set(result.statuses) != wanted:
+                raise RuntimeError(
+                    f"{target.variant}: a request with {what} should get "
+                    f"{'/'.join(map(str, sorted(wanted)))}, got statuses {result.statuses}, "
+                    f"errors {result.errors}: the policies are not enforced as configured, "
+                    "so this variant would measure the wrong path"
+                )
+            notes.append(f"{what}: {result.requests} × {'/'.join(map(str, sorted(wanted)))}")
+        return notes
+
+    def authz_counters(self, variant: str) -> str:
+        """The server sidecar's JWT and RBAC counters so far, as one line: whether
+        tokens were verified (cache misses) or served from Envoy's token cache."""
+        stats = self.admin_get(variant, "server", "/stats?filter=jwt_authn|rbac")
+        shown = ", ".join(f"{name} {n}" for name, n in authz_counters(stats).items())
+        return f"{variant} server sidecar over the run: {shown}"
+
     def handshakes(self, variant: str, role: str) -> int:
         """TLS handshakes so far between a variant's two proxies, seen from role."""
         stats = self.admin_get(variant, role, "/stats?filter=ssl.handshake")
@@ -597,9 +724,10 @@ class Bench:
     # -- hey --------------------------------------------------------------------------
 
     def hey(self, target: Target, seconds: float, connections: int, rate: int | None) -> HeyResult:
-        argv = ["ip", "netns", "exec", target.netns]
-        argv += hey_argv(_tool("hey"), target.url, seconds, connections, rate)
-        self.record(argv)
+        """hey in the target's netns (in the bench's own with an empty netns)."""
+        argv = ["ip", "netns", "exec", target.netns] if target.netns else []
+        argv += hey_argv(_tool("hey"), target.url, seconds, connections, rate, target.headers)
+        self.record(redact(argv))
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
@@ -966,14 +1094,20 @@ def run_dataplane(quick: bool, log: Log, sizes: Sizes | None = None) -> dict[str
     with contextlib.ExitStack() as stack:
         workdir = stack.enter_context(bench_workdir())
         bench = Bench(stack, workdir, base, log)
-        log(f"dataplane: bringing up {base}-raw (direct, bare pairs), {base}-mtls, {base}-plain")
+        log(
+            f"dataplane: bringing up {base}-raw (direct, bare pairs), {base}-mtls, "
+            f"{base}-plain, {base}-authz"
+        )
         direct, bare, bare_mtls = bench.up_raw()
-        mesh_mtls, mesh_plaintext = bench.up_meshes()
-        targets = (direct, bare, bare_mtls, mesh_mtls, mesh_plaintext)
+        mesh_mtls, mesh_plaintext, mesh_authz = bench.up_meshes()
+        targets = (direct, bare, bare_mtls, mesh_mtls, mesh_plaintext, mesh_authz)
         for target in targets:
             bench.wait_serving(target)
         defaults = bench.mesh_defaults(mesh_mtls)
-        transports = [bench.mesh_transport(t) for t in (mesh_mtls, mesh_plaintext)]
+        meshes = (mesh_mtls, mesh_plaintext, mesh_authz)
+        transports = [bench.mesh_transport(t) for t in meshes]
+        enforced = bench.authz_enforced(mesh_authz)
+        log("dataplane: mesh-authz enforces: " + "; ".join(enforced))
         timings["setup_s"] = time.monotonic() - started
         rates, direct_max = _rates(bench, direct, sizes, log)
         timings["probe_s"] = time.monotonic() - started - timings["setup_s"]
@@ -981,9 +1115,10 @@ def run_dataplane(quick: bool, log: Log, sizes: Sizes | None = None) -> dict[str
         timings["measure_s"] = time.monotonic() - started - timings["setup_s"] - timings["probe_s"]
         handshakes = {
             (target.variant, role): bench.handshakes(target.variant, role)
-            for target in (bare, bare_mtls, mesh_mtls, mesh_plaintext)
+            for target in (bare, bare_mtls, *meshes)
             for role in ("client", "server")
         }
+        counters = bench.authz_counters(mesh_authz.variant)
         teardown_started = time.monotonic()
     timings["teardown_s"] = time.monotonic() - teardown_started
     timings["total_s"] = time.monotonic() - started
@@ -991,10 +1126,10 @@ def run_dataplane(quick: bool, log: Log, sizes: Sizes | None = None) -> dict[str
     return {
         "suite": "dataplane",
         "machine": machine(),
-        "config": _config(sizes, base, direct_max, rates),
+        "config": _config(sizes, base, direct_max, rates, bench.authz_overlay),
         "commands": bench.commands,
         "defaults": defaults,
-        "notes": _notes(transports, handshakes),
+        "notes": _notes(transports, handshakes, [*enforced, counters]),
         "results": results,
         "summary": summarize(results),
         "table": table(results, sizes),
@@ -1031,7 +1166,30 @@ def overlay_skipped() -> list[str]:
     return [s.reason for s in load_paths([ASSETS / PLAINTEXT_OVERLAY]).skipped]
 
 
-def _notes(transports: Sequence[str], handshakes: Mapping[tuple[str, str], int]) -> list[str]:
+AUTHZ_COUNTERS = (
+    "jwt_authn.allowed",
+    "jwt_authn.denied",
+    "jwt_authn.jwt_cache_hit",
+    "jwt_authn.jwt_cache_miss",
+    "rbac.allowed",
+    "rbac.denied",
+)
+
+
+def authz_counters(stats: str) -> dict[str, int]:
+    """AUTHZ_COUNTERS of the inbound HTTP connection managers in Envoy's text /stats."""
+    return {
+        name: count_stat(stats, re.compile(r"http\.inbound_\S*\." + re.escape(name)))
+        for name in AUTHZ_COUNTERS
+    }
+
+
+def _notes(
+    transports: Sequence[str],
+    handshakes: Mapping[tuple[str, str], int],
+    authz: Sequence[str] = (),
+) -> list[str]:
+    """authz: what mesh-authz's check saw before measuring, then its counters."""
     notes = [
         "bare-envoy-mtls: static certificates from files (throwaway ECDSA P-256 root, "
         "leaves with SPIFFE URI SANs .../sa/client and .../sa/server), TLS 1.2–1.3; client: "
@@ -1041,9 +1199,15 @@ def _notes(transports: Sequence[str], handshakes: Mapping[tuple[str, str], int])
         "mesh-mtls and mesh-plaintext are two meshes from the same manifest, run side by "
         f"side; mesh-plaintext adds assets/{PLAINTEXT_OVERLAY} (PeerAuthentication DISABLE "
         "mesh-wide, DestinationRule tls DISABLE for the server)",
+        f"mesh-authz is a third mesh from the same manifest plus assets/{AUTHZ_OVERLAY}: one "
+        f"ALLOW AuthorizationPolicy (source.principals {CLIENT_PRINCIPAL}) and one "
+        f"RequestAuthentication (issuer {ISSUER}, inline JWKS of a 2048-bit RSA key made at "
+        "bench time) on the server; hey sends an RS256 token in Authorization: Bearer",
+        *(f"mesh-authz checked before measuring, {line}" for line in authz[:-1]),
+        *authz[-1:],
         *transports,
     ]
-    shown = [t.split(": ", 1)[1] for t in transports]
+    shown = [t.split(": ", 1)[1] for t in transports[:2]]
     if len(set(shown)) == 1:
         notes.append(
             "mesh-mtls and mesh-plaintext ran the same transport configuration: the overlay "
@@ -1082,7 +1246,11 @@ def measure_rounds(
 
 
 def _config(
-    sizes: Sizes, base: str, direct_max: float | None, rates: Sequence[int]
+    sizes: Sizes,
+    base: str,
+    direct_max: float | None,
+    rates: Sequence[int],
+    authz_overlay: str = "",
 ) -> dict[str, Any]:
     return {
         **asdict(sizes),
@@ -1091,10 +1259,11 @@ def _config(
         "body_bytes": BODY_BYTES,
         "envoy_concurrency": SIDECAR_CONCURRENCY,
         "latency_resolution_ms": LATENCY_RESOLUTION_MS,
-        "meshes": [f"{base}-raw", f"{base}-mtls", f"{base}-plain"],
+        "meshes": [f"{base}-raw", f"{base}-mtls", f"{base}-plain", f"{base}-authz"],
         "variants": list(VARIANTS),
         "order": "per round, per rate, the variants in the order above",
         "mesh_plaintext_overlay": (ASSETS / PLAINTEXT_OVERLAY).read_text(),
+        "mesh_authz_overlay": authz_overlay,
         "load_shape": (
             f"hey -c {sizes.connections} -q rate/c: workers tick in phase, so requests arrive "
             f"in bursts of {sizes.connections}; latency includes queueing within a burst"
