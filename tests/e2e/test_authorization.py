@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import jwt_tokens
 import pytest
-from e2e_helpers import free_port, mesh_name, poll
+from e2e_helpers import free_port, mesh_name, mizzen, poll
 
 from mizzen.mesh import control
 from mizzen.mesh.launcher import LaunchError, launch, stop, wait_ready
@@ -189,6 +189,13 @@ def test_allow_by_principal_and_method_and_deny_wins(mesh: Any, tmp_path: Path) 
                 ("other-0", "GET", "/get"): 403,
             },
         )
+        # `mizzen get authz` shows what each workload enforces.
+        shown = mizzen("get", "authz", "--name", mesh.name, "-o", "json")
+        assert shown.returncode == 0, shown.stderr
+        rows = [r for r in json.loads(shown.stdout) if r["workload"] == "httpbin-0"]
+        assert [(r["action"], r["policy"], r["scope"]) for r in rows] == [
+            ("ALLOW", "authz.viewer", "workload")
+        ]
         # A broken update is refused with file, resource and field, and the
         # last good policy keeps serving.
         bad = tmp_path / "viewer-bad.yaml"
@@ -494,6 +501,12 @@ def test_seed_004_whitelist_and_its_translation_agree(mesh: Any, tmp_path: Path)
     outcomes = {}
     for name, text in (("mixer", MIXER_WHITELIST), ("modern", MODERN_WHITELIST)):
         path = apply(mesh, tmp_path, name, text)
+        if name == "mixer":
+            # apply says what to write instead.
+            answer = control.call(mesh.control_socket, {"op": "apply", "paths": [str(path)]})
+            warnings = "\n".join(answer["warnings"])
+            assert "Mixer" in warnings and "kind: AuthorizationPolicy" in warnings, warnings
+            assert "cluster.local/ns/tutorial/sa/recommendation" in warnings, warnings
         try:
             outcomes[name] = eventually(table, expected, f"the {name} whitelist")
         finally:

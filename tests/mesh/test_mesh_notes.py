@@ -9,7 +9,7 @@ import yaml
 from mizzen.api import parse_text
 from mizzen.api.meshconfig import MeshConfig
 from mizzen.api.resources import PeerAuthentication, Resource
-from mizzen.mesh.notes import apply_notes
+from mizzen.mesh.notes import apply_notes, mixer_refusals
 
 SERVICE = """\
 apiVersion: v1
@@ -165,3 +165,82 @@ def test_destination_rule_origination_is_not_built_yet_with_the_field_path() -> 
 def test_istio_mutual_and_disable_are_quiet() -> None:
     stored = load(QUIET_RULE)
     assert apply_notes(stored, stored, MeshConfig()) == []
+
+
+def _deployment(name: str, app: str, service_account: str) -> str:
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: tutorial}}
+spec:
+  selector: {{matchLabels: {{app: {app}}}}}
+  template:
+    metadata: {{labels: {{app: {app}}}}}
+    spec:
+      serviceAccountName: {service_account}
+      containers: [{{name: c, image: x, command: [sleep]}}]
+"""
+
+
+WHITELIST = """\
+apiVersion: config.istio.io/v1alpha2
+kind: listchecker
+metadata: {name: preferencewhitelist, namespace: tutorial}
+spec: {overrides: [recommendation], blacklist: false}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: listentry
+metadata: {name: preferencesource, namespace: tutorial}
+spec: {value: 'source.labels["app"]'}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: rule
+metadata: {name: checkfromcustomer, namespace: tutorial}
+spec:
+  match: destination.labels["app"] == "preference"
+  actions:
+  - handler: preferencewhitelist.listchecker
+    instances: [preferencesource.listentry]
+"""
+
+
+def _resources(text: str) -> list[Resource]:
+    result = parse_text(text, "t.yaml")
+    assert not result.errors, result.errors
+    return list(result.resources)
+
+
+def test_a_mixer_whitelist_prints_its_authorization_policy() -> None:
+    stored = _resources(
+        _deployment("recommendation", "recommendation", "recommendation")
+        + "---\n"
+        + _deployment("customer", "customer", "customer")
+        + "---\n"
+        + WHITELIST
+    )
+    applied = [r for r in stored if r.gvk.group == "config.istio.io"]
+    notes = "\n".join(apply_notes(applied, stored, MeshConfig()))
+    assert "rule tutorial/checkfromcustomer" in notes
+    printed = notes.split("write it instead:\n", 1)[1]
+    policy = next(d for d in yaml.safe_load_all(printed) if d)
+    assert policy["kind"] == "AuthorizationPolicy"
+    assert policy["spec"]["selector"] == {"matchLabels": {"app": "preference"}}
+    assert policy["spec"]["rules"] == [
+        {"from": [{"source": {"principals": ["cluster.local/ns/tutorial/sa/recommendation"]}}]}
+    ]
+    assert mixer_refusals(applied, stored, MeshConfig()) == {}
+
+
+def test_a_whitelist_identity_cannot_tell_apart_is_refused_whole() -> None:
+    # customer shares recommendation's service account: the whitelist cannot
+    # be enforced by identity without letting customer in too.
+    stored = _resources(
+        _deployment("recommendation", "recommendation", "shared")
+        + "---\n"
+        + _deployment("customer", "customer", "shared")
+    )
+    applied = _resources(WHITELIST)
+    refused = mixer_refusals(applied, stored, MeshConfig())
+    assert list(refused) == [r.key for r in applied if r.gvk.kind == "rule"]
+    reason = next(iter(refused.values()))
+    assert "shared" in reason and "serviceAccountName" in reason, reason

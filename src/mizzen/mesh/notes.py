@@ -34,13 +34,17 @@ def apply_notes(
 ) -> list[str]:
     services = [r.obj for r in stored if isinstance(r.obj, Service)]
     notes: list[str] = []
-    translations = {id(t.rule): t for t in mixer_translations(stored, plan_pods(stored), mesh)}
+    translations = {
+        (t.rule.meta.namespace, t.rule.meta.name): t
+        for t in mixer_translations(stored, plan_pods(stored), mesh)
+    }
     for r in applied:
         if isinstance(r.obj, LegacyAuthenticationPolicy):
             notes.extend(_legacy(r, r.obj, services, mesh.root_namespace))
             notes.extend(_origins(r, r.obj, services, mesh.root_namespace))
-        elif isinstance(r.obj, MixerRule) and id(r.obj) in translations:
-            notes.extend(_mixer(r, translations[id(r.obj)]))
+        elif isinstance(r.obj, MixerRule):
+            found = translations.get((r.meta.namespace, r.meta.name))
+            notes.extend(_mixer(r, found) if found is not None else [])
         elif isinstance(r.obj, DestinationRule):
             notes.extend(_origination(r, r.obj))
     return notes

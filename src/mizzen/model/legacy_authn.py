@@ -34,7 +34,6 @@ from mizzen.api.resources import (
     ObjectMeta,
     PeerAuthentication,
     Service,
-    ServicePort,
 )
 
 __all__ = ["modern_yaml", "to_peer_authentications"]
@@ -119,32 +118,39 @@ def _targeted(
 
 def _resolve_port(service: Service, ref: int | str, where: str, notes: list[str]) -> int | None:
     """The workload port behind Service port ``ref`` (number or name)."""
+    found = workload_port(service, ref)
+    if isinstance(found, int):
+        return found
+    if "named container port" in found:
+        notes.append(
+            f"{where} {found}, so that port was left out. Add portLevelMtls for that"
+            " container port number by hand."
+        )
+    else:
+        notes.append(f"{where} {found}; that port was left out.")
+    return None
+
+
+def workload_port(service: Service, ref: int | str) -> int | str:
+    """The workload port behind Service port ``ref`` (number or name), or
+    why it cannot be known, as a sentence part ("targets port ...")."""
     svc = f"{service.meta.namespace}/{service.meta.name}"
-    port = _find_port(service.ports, ref)
+    port = next(
+        (p for p in service.ports if (p.port if isinstance(ref, int) else p.name) == ref), None
+    )
     if port is None:
         listed = ", ".join(str(p.port) + (f" ({p.name})" if p.name else "") for p in service.ports)
         what = f"port {ref}" if isinstance(ref, int) else f"port named {ref!r}"
-        notes.append(
-            f"{where} targets {what} of Service {svc}, which has no such port"
-            f" (it has: {listed or 'none'}); that port was left out."
+        return (
+            f"targets {what} of Service {svc}, which has no such port (it has: {listed or 'none'})"
         )
-        return None
     target = port.port if port.target_port is None else port.target_port
     if isinstance(target, str):
-        notes.append(
-            f"{where} targets port {port.port} of Service {svc}, whose targetPort is the named"
-            f" container port {target!r}; its number is known only from the pods, so that port"
-            f" was left out. Add portLevelMtls for that container port number by hand."
+        return (
+            f"targets port {port.port} of Service {svc}, whose targetPort is the named"
+            f" container port {target!r}; its number is known only from the pods"
         )
-        return None
     return target
-
-
-def _find_port(ports: Sequence[ServicePort], ref: int | str) -> ServicePort | None:
-    for port in ports:
-        if (port.port if isinstance(ref, int) else port.name) == ref:
-            return port
-    return None
 
 
 def modern_yaml(pas: Sequence[PeerAuthentication]) -> str:

@@ -50,8 +50,8 @@ from mizzen.api.resources import (
     ObjectMeta,
     RequestAuthentication,
     Service,
-    ServicePort,
 )
+from mizzen.model.legacy_authn import workload_port
 
 __all__ = ["REQUIRE_SUFFIX", "origins_to_modern"]
 
@@ -219,30 +219,14 @@ def _scopes(
 
 def _workload_port(service: Service, ref: int | str, where: str, notes: list[str]) -> int | None:
     """The workload port behind Service port ``ref`` (a number or a name)."""
-    svc = f"{service.meta.namespace}/{service.meta.name}"
-    port = _service_port(service.ports, ref)
-    if port is None:
-        listed = ", ".join(str(p.port) + (f" ({p.name})" if p.name else "") for p in service.ports)
-        what = f"port {ref}" if isinstance(ref, int) else f"port named {ref!r}"
+    found = workload_port(service, ref)
+    if isinstance(found, int):
+        return found
+    if "named container port" in found:
         notes.append(
-            f"{where} targets {what} of Service {svc}, which has no such port (it has:"
-            f" {listed or 'none'}); no token is required for it."
+            f"{where} {found}, so no token is required for it. Add its number to"
+            f" to.operation.ports of the {REQUIRE_SUFFIX[1:]} AuthorizationPolicy by hand."
         )
-        return None
-    target = port.port if port.target_port is None else port.target_port
-    if isinstance(target, str):
-        notes.append(
-            f"{where} targets port {port.port} of Service {svc}, whose targetPort is the named"
-            f" container port {target!r}; its number is known only from the pods, so no token"
-            " is required for it. Add its number to to.operation.ports of the"
-            f" {REQUIRE_SUFFIX[1:]} AuthorizationPolicy by hand."
-        )
-        return None
-    return target
-
-
-def _service_port(ports: Sequence[ServicePort], ref: int | str) -> ServicePort | None:
-    for port in ports:
-        if (port.port if isinstance(ref, int) else port.name) == ref:
-            return port
+    else:
+        notes.append(f"{where} {found}; no token is required for it.")
     return None
