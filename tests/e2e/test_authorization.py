@@ -119,6 +119,19 @@ def delete(layout: Any, path: Path) -> None:
     assert answer["ok"], answer
 
 
+def steady(check: Callable[[], bool], deadline: float, what: str, times: int = 3) -> None:
+    """Polls until ``check()`` holds ``times`` in a row: after a policy
+    change, connections the sidecars already hold keep the old filters
+    until they drain (about a second), so one answer can still be stale."""
+    streak = [0]
+
+    def holds() -> bool:
+        streak[0] = streak[0] + 1 if check() else 0
+        return streak[0] >= times
+
+    poll(holds, deadline, what)
+
+
 def eventually(table: Callable[[], T], expected: T, what: str, deadline: float = 20) -> T:
     """Polls ``table()`` until it equals ``expected``; fails with the last one."""
     seen: list[T] = []
@@ -128,7 +141,7 @@ def eventually(table: Callable[[], T], expected: T, what: str, deadline: float =
         return seen[-1] == expected
 
     try:
-        poll(matches, deadline, what)
+        steady(matches, deadline, what, times=2)
     except pytest.fail.Exception:
         raise AssertionError(f"{what}: expected {expected}\ngot {seen[-1:]}") from None
     return seen[-1]
@@ -162,7 +175,7 @@ def test_allow_nothing_denies_every_request(mesh: Any, tmp_path: Path) -> None:
         answer = request(mesh, "sleep-0", "/anything")
         assert answer["body"] == DENIED
         # The server's log names why: no ALLOW policy matched.
-        poll(
+        steady(
             lambda: "rbac_access_denied_matched_policy[none]" in access_log(mesh, "httpbin-0"),
             10,
             "the denial in the access log",
@@ -220,7 +233,7 @@ def test_allow_by_principal_and_method_and_deny_wins(mesh: Any, tmp_path: Path) 
         )
         denied = apply(mesh, tmp_path, "deny-admin", deny)
         settle(mesh, {("sleep-0", "GET", "/admin/users"): 403, ("sleep-0", "GET", "/get"): 200})
-        poll(
+        steady(
             lambda: (
                 "rbac_access_denied_matched_policy[ns[authz]-policy[deny-admin]-rule[0]]"
                 in access_log(mesh, "httpbin-0")
@@ -255,7 +268,7 @@ def test_explicit_deny_and_header_conditions(mesh: Any, tmp_path: Path) -> None:
         def token(value: str) -> int | str:
             return status_of(request(mesh, "sleep-0", "/get", headers={"x-token": value}))
 
-        poll(lambda: token("admin") == 200, 20, "x-token: admin allowed")
+        steady(lambda: token("admin") == 200, 20, "x-token: admin allowed")
         assert token("guest") == 403
         assert status_of(request(mesh, "sleep-0", "/get")) == 403
     finally:
@@ -273,7 +286,7 @@ def test_tcp_allow_on_one_port_leaves_the_other_refused(mesh: Any, tmp_path: Pat
         def on(port: int) -> int | str:
             return status_of(request(mesh, "sleep-0", "/", port=port))
 
-        poll(lambda: on(9001) == "refused", 20, "port 9001 refused")
+        steady(lambda: on(9001) == "refused", 20, "port 9001 refused")
         assert on(9000) == 200
         assert on(80) == 403  # HTTP port: refused by RBAC with a 403
         # An ALLOW rule with an HTTP-only field cannot hold on TCP: dropped.
@@ -283,10 +296,10 @@ def test_tcp_allow_on_one_port_leaves_the_other_refused(mesh: Any, tmp_path: Pat
             "        ports: ['9000']\n        methods: [GET]\n",
         )
         apply(mesh, tmp_path, "tcp", http_only)
-        poll(lambda: on(9000) == "refused", 20, "HTTP-only rule dropped on TCP")
+        steady(lambda: on(9000) == "refused", 20, "HTTP-only rule dropped on TCP")
     finally:
         delete(mesh, path)
-    poll(lambda: status_of(request(mesh, "sleep-0", "/", port=9001)) == 200, 20, "9001 open")
+    steady(lambda: status_of(request(mesh, "sleep-0", "/", port=9001)) == 200, 20, "9001 open")
 
 
 def request_authentication(rules: str) -> str:
@@ -311,7 +324,7 @@ def test_jwt_with_istios_sample_issuer_and_keys(mesh: Any, tmp_path: Path) -> No
     ra_path = apply(mesh, tmp_path, "ra", ra)
     demo, groups = jwt_tokens.load("demo"), jwt_tokens.load("groups-scope")
     try:
-        poll(lambda: with_token(mesh, jwt_tokens.tampered(demo)) == 401, 20, "invalid token 401")
+        steady(lambda: with_token(mesh, jwt_tokens.tampered(demo)) == 401, 20, "invalid token 401")
         assert with_token(mesh, "not-a-jwt") == 401
         assert with_token(mesh, None) == 200  # no token: authentication has nothing to check
         answer = request(mesh, "sleep-0", "/headers", headers={"Authorization": f"Bearer {demo}"})
@@ -326,7 +339,7 @@ def test_jwt_with_istios_sample_issuer_and_keys(mesh: Any, tmp_path: Path) -> No
             f"        requestPrincipals: [{jwt_tokens.ISSUER}/{jwt_tokens.ISSUER}]\n",
         )
         ap_path = apply(mesh, tmp_path, "require", require)
-        poll(lambda: with_token(mesh, None) == 403, 20, "a token is required")
+        steady(lambda: with_token(mesh, None) == 403, 20, "a token is required")
         assert with_token(mesh, demo) == 200
 
         claims = policy(
@@ -336,7 +349,7 @@ def test_jwt_with_istios_sample_issuer_and_keys(mesh: Any, tmp_path: Path) -> No
             "    when:\n    - key: request.auth.claims[groups]\n      values: [group1]\n",
         )
         apply(mesh, tmp_path, "require", claims)
-        poll(lambda: with_token(mesh, demo) == 403, 20, "the groups claim is required")
+        steady(lambda: with_token(mesh, demo) == 403, 20, "the groups claim is required")
         assert with_token(mesh, groups) == 200
         delete(mesh, ap_path)
     finally:
@@ -374,11 +387,11 @@ def test_jwt_keys_fetched_from_jwks_uri(mesh: Any, tmp_path: Path) -> None:
         f"  - issuer: {issuer.issuer}\n    jwksUri: http://jwks.authz.test:{port}/keys/jwks.json\n"
     )
     try:
-        poll(lambda: fetches() >= 0, 10, "the JWKS server listening")
+        steady(lambda: fetches() >= 0, 10, "the JWKS server listening")
         se_path = apply(mesh, tmp_path, "jwks-entry", entry)
         ra_path = apply(mesh, tmp_path, "ra-uri", ra)
         token = issuer.sign({"sub": "alice", "exp": 4_000_000_000})
-        poll(lambda: with_token(mesh, token) == 200, 30, "a token verified with fetched keys")
+        steady(lambda: with_token(mesh, token) == 200, 30, "a token verified with fetched keys")
         assert fetches() >= 1, "the sidecar fetched the key set from the JWKS server"
         assert with_token(mesh, jwt_tokens.tampered(token)) == 401
         # Istio's sample token: a key this issuer's set does not have.
@@ -404,7 +417,7 @@ def test_custom_external_authorizer_decides(mesh: Any, tmp_path: Path) -> None:
             def ask(value: str, where: str = "/headers") -> dict[str, Any]:
                 return request(mesh, "sleep-0", where, headers={"x-ext-authz": value})
 
-            poll(lambda: status_of(ask("deny")) == 403, 20, f"{provider} denies")
+            steady(lambda: status_of(ask("deny")) == 403, 20, f"{provider} denies")
             denied = ask("deny")
             assert "denied by ext_authz" in denied["body"], denied
             assert status_of(ask("allow")) == 200
@@ -433,7 +446,7 @@ def test_dry_run_denies_nothing_and_logs_what_it_would_deny(mesh: Any, tmp_path:
             assert status_of(request(mesh, "sleep-0", "/dry-run-probe")) == 200
             return marker in access_log(mesh, "httpbin-0")
 
-        poll(logged, 20, "the would-be denial in the access log")
+        steady(logged, 20, "the would-be denial in the access log")
     finally:
         delete(mesh, path)
 
