@@ -225,3 +225,97 @@ def test_bad_annotation_is_named(config: str, expected: str) -> None:
     with pytest.raises(MeshConfigError) as info:
         pod_secret_ttl(_annotated(config), MeshConfig())
     assert str(info.value).startswith(expected), str(info.value)
+
+
+PROVIDERS = """\
+extensionProviders:
+- name: http-authz
+  envoyExtAuthzHttp:
+    service: ext-authz.foo.svc.cluster.local
+    port: 8000
+    timeout: 2s
+    pathPrefix: /check
+    failOpen: true
+    statusOnError: "503"
+    includeRequestHeadersInCheck: [x-ext-authz]
+    includeAdditionalHeadersInCheck: {x-from: mesh}
+    headersToUpstreamOnAllow: [x-user]
+    includeRequestBodyInCheck: {maxRequestBytes: 1024, allowPartialMessage: true}
+- name: grpc-authz
+  envoyExtAuthzGrpc:
+    service: foo/ext-authz.foo.svc.cluster.local
+    port: 9000
+- name: zipkin
+  zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}
+"""
+
+
+def test_extension_providers_declare_external_authorizers() -> None:
+    import yaml
+
+    mesh = parse_mesh_config(yaml.safe_load(PROVIDERS))
+    http, grpc = mesh.ext_authz["http-authz"], mesh.ext_authz["grpc-authz"]
+    assert (http.kind, http.port, http.timeout, http.path_prefix) == (
+        "envoyExtAuthzHttp",
+        8000,
+        2.0,
+        "/check",
+    )
+    assert http.fail_open and http.status_on_error == 503
+    assert http.include_request_headers == ("x-ext-authz",)
+    assert dict(http.include_additional_headers) == {"x-from": "mesh"}
+    assert (http.max_request_bytes, http.allow_partial_message) == (1024, True)
+    assert (grpc.kind, grpc.timeout, grpc.status_on_error) == ("envoyExtAuthzGrpc", 600.0, 403)
+    assert mesh.other_providers == ("zipkin",)
+    assert mesh.ignored == ()
+
+
+@pytest.mark.parametrize(
+    ("provider", "field"),
+    [
+        ({"envoyExtAuthzHttp": {"service": "a", "port": 8000}}, "extensionProviders[0].name"),
+        ({"name": "p", "envoyExtAuthzHttp": {"port": 80}}, "envoyExtAuthzHttp.service"),
+        ({"name": "p", "envoyExtAuthzHttp": {"service": "a", "port": 0}}, "envoyExtAuthzHttp.port"),
+        (
+            {"name": "p", "envoyExtAuthzGrpc": {"service": "a", "port": 1, "timeout": "soon"}},
+            "envoyExtAuthzGrpc.timeout",
+        ),
+        (
+            {"name": "p", "envoyExtAuthzHttp": {"service": "a", "port": 1, "statusOnError": "x"}},
+            "statusOnError",
+        ),
+        (
+            {
+                "name": "p",
+                "envoyExtAuthzHttp": {
+                    "service": "a",
+                    "port": 1,
+                    "includeRequestHeadersInCheck": ["ok", ""],
+                },
+            },
+            "includeRequestHeadersInCheck[1]",
+        ),
+        (
+            {
+                "name": "p",
+                "envoyExtAuthzHttp": {
+                    "service": "a",
+                    "port": 1,
+                    "includeRequestBodyInCheck": {"maxRequestBytes": -1},
+                },
+            },
+            "maxRequestBytes",
+        ),
+        ({"name": "p"}, "extensionProviders[0]: must set exactly one provider kind"),
+    ],
+)
+def test_bad_extension_providers_name_the_field(provider: dict[str, Any], field: str) -> None:
+    with pytest.raises(MeshConfigError) as caught:
+        parse_mesh_config({"extensionProviders": [provider]}, "mesh.yaml")
+    assert str(caught.value).startswith("mesh.yaml: ") and field in str(caught.value)
+
+
+def test_duplicate_provider_names_are_refused() -> None:
+    twice = [{"name": "p", "zipkin": {}}, {"name": "p", "zipkin": {}}]
+    with pytest.raises(MeshConfigError, match="duplicate provider name 'p'"):
+        parse_mesh_config({"extensionProviders": twice})

@@ -34,8 +34,9 @@ needs_seed = pytest.mark.skipif(not SEED.is_file(), reason="shared seed not pres
 
 DEPRECATED = (
     "{kind} (authentication.istio.io/v1alpha1) is deprecated since Istio 1.4 and was removed"
-    " in 1.6; Mizzen reads its mTLS part as the equivalent PeerAuthentication"
-    " (security.istio.io/v1), the form to write instead"
+    " in 1.6; Mizzen enforces its mTLS part as the equivalent PeerAuthentication"
+    " (security.istio.io/v1) and its origins as a RequestAuthentication with an"
+    " AuthorizationPolicy, the forms to write instead"
 )
 
 
@@ -560,9 +561,10 @@ def test_origins_are_enforced_and_use_origin_warns() -> None:
     assert obj.origins and obj.mode == "STRICT"
     assert _warnings(text) == [
         f"{POL}: " + DEPRECATED.format(kind="Policy"),
-        f"{POL}: spec.principalBinding: USE_ORIGIN is NOT enforced yet: the request principal"
-        " stays the peer (mTLS) identity. In the modern API, AuthorizationPolicy matches"
-        " end-user identities with requestPrincipals",
+        f"{POL}: spec.principalBinding: USE_ORIGIN has no modern counterpart: an"
+        " AuthorizationPolicy names end users with requestPrincipals (<iss>/<sub> of the token)"
+        " and calling workloads with principals; rewrite rules that relied on the origin being"
+        " the principal",
     ]
 
 

@@ -159,8 +159,9 @@ AP_VALID = [
       - {key: connection.sni, values: ["*.example.com"]}
       - {key: "experimental.envoy.filters.a.b[c]", values: ["[x]"]}
     """,
-    # trustDomains count for nothing, but are allowed beside another field
-    "rules: [{from: [{source: {principals: [a], trustDomains: [td]}}]}]",
+    # trustDomains alone, or beside another field
+    "rules: [{from: [{source: {trustDomains: [td]}}]}]",
+    "rules: [{from: [{source: {principals: [a], notTrustDomains: [td]}}]}]",
     # the empty lists istiod reads as absent
     "{action: DENY, rules: [{to: [{operation: {ports: ['80']}}], from: []}]}",
     "rules: [{when: []}]",
@@ -415,7 +416,6 @@ AP_ISTIOD_REFUSED: list[tuple[str, str, str]] = [
     ("rules: [{}, {from: [{}]}]", "spec.rules[1].from[0].source", "found at rule 1"),
     (_source(""), SRC, "`from.source` must not be empty, found at rule 0"),
     (_source("principals: []"), SRC, "`from.source` must not be empty"),
-    (_source("trustDomains: [td]"), SRC, "`from.source` must not be empty"),
     (_source("principals: ['']"), f"{SRC}.principals[0]", f"{EMPTY} Principals"),
     (_source("principals: [a, '']"), f"{SRC}.principals[1]", f"{EMPTY} Principals"),
     (_source("notPrincipals: ['']"), f"{SRC}.notPrincipals[0]", f"{EMPTY} NotPrincipals"),

@@ -244,3 +244,38 @@ def test_a_whitelist_identity_cannot_tell_apart_is_refused_whole() -> None:
     assert list(refused) == [r.key for r in applied if r.gvk.kind == "rule"]
     reason = next(iter(refused.values()))
     assert "shared" in reason and "serviceAccountName" in reason, reason
+
+
+def test_authorization_notes_say_what_will_not_work() -> None:
+    stored = _resources(
+        """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: waypoint, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: shop}
+spec:
+  action: CUSTOM
+  provider: {name: missing}
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: shop}
+spec:
+  jwtRules:
+  - {issuer: a, jwksUri: "http://keys.example.test/jwks.json"}
+  - {issuer: b}
+"""
+    )
+    notes = apply_notes(stored, stored, MeshConfig())
+    assert len(notes) == 4, notes
+    assert "applies to no workload" in notes[0]
+    assert "'missing' is not declared" in notes[1] and "denied" in notes[1]
+    assert "spec.jwtRules[0].jwksUri" in notes[2] and "401" in notes[2]
+    assert "spec.jwtRules[1]" in notes[3] and "OpenID discovery" in notes[3]

@@ -747,7 +747,6 @@ def test_seed_origins_become_request_authentication_and_deny() -> None:
         },
     ]
     text = " ".join(notes)
-    assert "principalBinding USE_ORIGIN has no modern counterpart" in text
     assert "403 `RBAC: access denied`" in text
     assert "a port other than 8080 is now refused with 401" in text
 

@@ -202,9 +202,19 @@ def _ext_authz(name: str, kind: str, raw: Any, path: str, fail: Any) -> ExtAuthz
 
     def strings(key: str) -> tuple[str, ...]:
         value = raw.get(key) or []
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        if not isinstance(value, list):
             raise fail(f"{path}.{key}", "must be a list of header names")
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise fail(f"{path}.{key}[{i}]", f"must be a header name, not {item!r}")
         return tuple(value)
+
+    max_bytes = body.get("maxRequestBytes", 0)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or not 0 <= max_bytes < 2**32:
+        raise fail(
+            f"{path}.includeRequestBodyInCheck.maxRequestBytes",
+            f"must be a number of bytes from 0 to 4294967295, not {max_bytes!r}",
+        )
 
     additional = raw.get("includeAdditionalHeadersInCheck") or {}
     if not isinstance(additional, dict):
@@ -224,7 +234,7 @@ def _ext_authz(name: str, kind: str, raw: Any, path: str, fail: Any) -> ExtAuthz
         headers_to_upstream_on_allow=strings("headersToUpstreamOnAllow"),
         headers_to_downstream_on_allow=strings("headersToDownstreamOnAllow"),
         headers_to_downstream_on_deny=strings("headersToDownstreamOnDeny"),
-        max_request_bytes=int(body.get("maxRequestBytes") or 0) if body else 0,
+        max_request_bytes=max_bytes,
         allow_partial_message=body.get("allowPartialMessage") is True,
         pack_as_bytes=body.get("packAsBytes") is True,
     )

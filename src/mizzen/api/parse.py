@@ -644,6 +644,8 @@ def _target_refs(spec: Raw) -> tuple[PolicyTargetRef, ...]:
 _SOURCE_FIELDS = {
     "principals": "principals",
     "notPrincipals": "not_principals",
+    "trustDomains": "trust_domains",
+    "notTrustDomains": "not_trust_domains",
     "requestPrincipals": "request_principals",
     "notRequestPrincipals": "not_request_principals",
     "namespaces": "namespaces",

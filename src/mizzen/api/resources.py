@@ -524,6 +524,8 @@ class AuthzSource:
 
     principals: tuple[str, ...] = ()
     not_principals: tuple[str, ...] = ()
+    trust_domains: tuple[str, ...] = ()
+    not_trust_domains: tuple[str, ...] = ()
     request_principals: tuple[str, ...] = ()
     not_request_principals: tuple[str, ...] = ()
     namespaces: tuple[str, ...] = ()

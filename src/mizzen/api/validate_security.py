@@ -225,11 +225,13 @@ _NO_RULES = (
     " empty rule `{{}}` if you want it be triggered for every request"
 )
 
-# Source fields that also work on TCP; with requestPrincipals, the twelve
-# lists istiod requires one of (trustDomains do not count: istiod ignores them).
+# Source fields that also work on TCP; with requestPrincipals, the lists
+# istiod requires one of (trustDomains since they are enforced).
 _TCP_SOURCE_FIELDS = (
     "principals",
     "notPrincipals",
+    "trustDomains",
+    "notTrustDomains",
     "ipBlocks",
     "notIpBlocks",
     "namespaces",
@@ -1111,7 +1113,8 @@ def _is_http_url(uri: str) -> bool:
 def deprecation_message(kind: str) -> str:
     return (
         f"{kind} ({LEGACY_API_VERSION}) is deprecated since Istio 1.4 and was removed in 1.6;"
-        f" Mizzen reads its mTLS part as the equivalent {REPLACEMENT}, the form to write instead"
+        f" Mizzen enforces its mTLS part as the equivalent {REPLACEMENT} and its origins"
+        " as a RequestAuthentication with an AuthorizationPolicy, the forms to write instead"
     )
 
 
@@ -1152,9 +1155,9 @@ def _legacy_warnings(kind: str, spec: Spec) -> Problems:
         out.append(
             (
                 "spec.principalBinding",
-                "USE_ORIGIN is NOT enforced yet: the request principal stays the peer (mTLS)"
-                " identity. In the modern API, AuthorizationPolicy matches end-user"
-                " identities with requestPrincipals",
+                "USE_ORIGIN has no modern counterpart: an AuthorizationPolicy names end users"
+                " with requestPrincipals (<iss>/<sub> of the token) and calling workloads with"
+                " principals; rewrite rules that relied on the origin being the principal",
             )
         )
     return out

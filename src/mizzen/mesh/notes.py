@@ -12,9 +12,11 @@ from typing import Any
 from mizzen.api.meshconfig import MeshConfig
 from mizzen.api.parse import resource_label
 from mizzen.api.resources import (
+    AuthorizationPolicy,
     DestinationRule,
     LegacyAuthenticationPolicy,
     MixerRule,
+    RequestAuthentication,
     Resource,
     ResourceKey,
     Service,
@@ -24,7 +26,11 @@ from mizzen.model.build import mixer_translations
 from mizzen.model.legacy_authn import modern_yaml, to_peer_authentications
 from mizzen.model.legacy_mixer import MixerTranslation, modern_documents
 from mizzen.model.legacy_origins import origins_to_modern
+from mizzen.model.snapshot import MeshSnapshot
 from mizzen.registry.pods import plan_pods
+from mizzen.registry.services import mesh_services
+from mizzen.translate.ext_authz import provider_cluster
+from mizzen.translate.jwt_authn import jwks_cluster
 
 _NOT_BUILT_TLS = ("SIMPLE", "MUTUAL")
 
@@ -34,10 +40,13 @@ def apply_notes(
 ) -> list[str]:
     services = [r.obj for r in stored if isinstance(r.obj, Service)]
     notes: list[str] = []
-    translations = {
-        (t.rule.meta.namespace, t.rule.meta.name): t
-        for t in mixer_translations(stored, plan_pods(stored), mesh)
-    }
+    translations = {}
+    if any(isinstance(r.obj, MixerRule) for r in applied):
+        translations = {
+            (t.rule.meta.namespace, t.rule.meta.name): t
+            for t in mixer_translations(stored, plan_pods(stored), mesh)
+        }
+    registry = MeshSnapshot("notes", mesh_services(stored, {}), {}, ())
     for r in applied:
         if isinstance(r.obj, LegacyAuthenticationPolicy):
             notes.extend(_legacy(r, r.obj, services, mesh.root_namespace))
@@ -47,6 +56,72 @@ def apply_notes(
             notes.extend(_mixer(r, found) if found is not None else [])
         elif isinstance(r.obj, DestinationRule):
             notes.extend(_origination(r, r.obj))
+        elif isinstance(r.obj, AuthorizationPolicy):
+            notes.extend(f"{_label(r)}: {n}" for n in _authorization(r.obj, mesh, registry))
+        elif isinstance(r.obj, RequestAuthentication):
+            notes.extend(f"{_label(r)}: {n}" for n in _jwks(r.obj, registry))
+    return notes
+
+
+_NO_TARGET_REFS = (
+    "targetRef(s) bind waypoints and Gateway API gateways, which the local runtime does not"
+    " run, so this policy applies to no workload; select workloads with selector.matchLabels"
+)
+
+
+def _authorization(
+    policy: AuthorizationPolicy, mesh: MeshConfig, registry: MeshSnapshot
+) -> list[str]:
+    if policy.target_refs:
+        return [f"spec.targetRef: {_NO_TARGET_REFS}"]
+    if policy.action != "CUSTOM":
+        return []
+    provider = mesh.ext_authz.get(policy.provider)
+    declared = ", ".join(sorted(mesh.ext_authz)) or "none"
+    if provider is None:
+        kind = (
+            "is not an ext_authz provider"
+            if policy.provider in mesh.other_providers
+            else ("is not declared")
+        )
+        return [
+            f"spec.provider.name: {policy.provider!r} {kind} in the mesh config's"
+            f" extensionProviders (ext_authz providers: {declared}), so what this policy's rules"
+            " match is denied; declare it with envoyExtAuthzHttp or envoyExtAuthzGrpc"
+        ]
+    if provider_cluster(registry, provider) is None:
+        return [
+            f"spec.provider.name: provider {provider.name!r} names {provider.service} port"
+            f" {provider.port}, which no Service or ServiceEntry serves yet; until one does,"
+            " what this policy's rules match is denied"
+        ]
+    return []
+
+
+def _jwks(ra: RequestAuthentication, registry: MeshSnapshot) -> list[str]:
+    notes = []
+    for i, rule in enumerate(ra.jwt_rules):
+        where = f"spec.jwtRules[{i}]"
+        if rule.jwks:
+            continue
+        if not rule.jwks_uri:
+            notes.append(
+                f"{where}: no jwks or jwksUri, and the issuer's OpenID discovery is not done"
+                " by Mizzen: every token of this issuer is refused with 401; set jwksUri"
+            )
+        elif jwks_cluster(registry, rule.jwks_uri) is None:
+            notes.append(
+                f"{where}.jwksUri: no Service or ServiceEntry of the mesh serves"
+                f" {rule.jwks_uri}, so the sidecars cannot fetch the keys: every token of"
+                " this issuer is refused with 401 until one does (add a ServiceEntry for its"
+                " host and port, or inline the keys with jwks)"
+            )
+        elif rule.jwks_uri.startswith("https:"):
+            notes.append(
+                f"{where}.jwksUri: fetched from the mesh's cluster for its host without TLS"
+                " (TLS origination is not built yet): serve the keys over http inside the"
+                " mesh, or inline them with jwks"
+            )
     return notes
 
 

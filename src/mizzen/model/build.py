@@ -86,6 +86,7 @@ def build_snapshot(
         host for r in resources if isinstance(r.obj, ServiceEntry) for host in r.obj.hosts
     )
     known = tuple(services)
+    policies, authentications = security_policies(resources, plans, mesh)
     return MeshSnapshot(
         version=version,
         services=services,
@@ -109,8 +110,8 @@ def build_snapshot(
             domain_suffix,
         ),
         peer_authentications=peer_authentications(resources, mesh.root_namespace),
-        authorization_policies=authorization_policies(resources, plans, mesh),
-        request_authentications=request_authentications(resources, mesh.root_namespace),
+        authorization_policies=policies,
+        request_authentications=authentications,
         ext_authz_providers=mesh.ext_authz,
         root_namespace=mesh.root_namespace,
         trust_domain=mesh.trust_domain,
@@ -163,35 +164,25 @@ def _origins(
     return out
 
 
-def authorization_policies(
+def security_policies(
     resources: Sequence[Resource], plans: Sequence[PodPlan], mesh: MeshConfig
-) -> tuple[AuthorizationPolicy, ...]:
-    """AuthorizationPolicies in apply order, each Mixer rule and legacy
-    origin requirement replaced in place by its modern equivalent."""
-    translated = {id(t.rule): t.policies for t in mixer_translations(resources, plans, mesh)}
-    origins = _origins(resources, mesh.root_namespace)
-    out: list[AuthorizationPolicy] = []
+) -> tuple[tuple[AuthorizationPolicy, ...], tuple[RequestAuthentication, ...]]:
+    """AuthorizationPolicies and RequestAuthentications in apply order, each
+    Mixer rule and legacy JWT origin replaced in place by its modern
+    equivalents."""
+    translated: dict[int, tuple[AuthorizationPolicy | RequestAuthentication, ...]] = {
+        id(t.rule): t.policies for t in mixer_translations(resources, plans, mesh)
+    }
+    translated.update(_origins(resources, mesh.root_namespace))
+    policies: list[AuthorizationPolicy] = []
+    authentications: list[RequestAuthentication] = []
     for r in resources:
-        if isinstance(r.obj, AuthorizationPolicy):
-            out.append(r.obj)
-        else:
-            found = translated.get(id(r.obj), ()) + origins.get(id(r.obj), ())
-            out.extend(p for p in found if isinstance(p, AuthorizationPolicy))
-    return tuple(out)
-
-
-def request_authentications(
-    resources: Sequence[Resource], root_namespace: str
-) -> tuple[RequestAuthentication, ...]:
-    origins = _origins(resources, root_namespace)
-    out: list[RequestAuthentication] = []
-    for r in resources:
-        if isinstance(r.obj, RequestAuthentication):
-            out.append(r.obj)
-        else:
-            found = origins.get(id(r.obj), ())
-            out.extend(p for p in found if isinstance(p, RequestAuthentication))
-    return tuple(out)
+        for obj in translated.get(id(r.obj), (r.obj,)):
+            if isinstance(obj, AuthorizationPolicy):
+                policies.append(obj)
+            elif isinstance(obj, RequestAuthentication):
+                authentications.append(obj)
+    return tuple(policies), tuple(authentications)
 
 
 def service_identities(

@@ -79,17 +79,10 @@ def origins_to_modern(
 ) -> tuple[tuple[Modern, ...], tuple[str, ...]]:
     """The RequestAuthentications and AuthorizationPolicies equivalent to the
     origins of ``policy`` (none without origins), and notes for the user."""
+    if not policy.origins:
+        return (), ()
     notes: list[str] = []
     where = _label(policy)
-    if policy.use_origin:
-        notes.append(
-            f"{where}: principalBinding USE_ORIGIN has no modern counterpart. An"
-            " AuthorizationPolicy names end users with requestPrincipals (<iss>/<sub> of the"
-            " token) and calling workloads with principals; rewrite rules that relied on the"
-            " origin being the principal accordingly."
-        )
-    if not policy.origins:
-        return (), tuple(notes)
     out: list[Modern] = []
     for scope in _scopes(policy, services, root_namespace, notes):
         out.append(

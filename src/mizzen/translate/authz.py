@@ -10,7 +10,7 @@ does, see ``rbac``) and gRPC ext_authz for CUSTOM.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from envoy.config.listener.v3 import listener_components_pb2
@@ -18,7 +18,6 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from mizzen.api.resources import AuthorizationPolicy, JWTRule
 from mizzen.model.snapshot import MeshSnapshot
 from mizzen.translate.ext_authz import (
     HTTP_EXT_AUTHZ_FILTER,
@@ -51,9 +50,6 @@ class SecurityFilters:
     tcp: tuple[Any, ...] = ()  # network Filters
     # Some policy is dry-run: the access log shows what it would have done.
     dry_run: bool = False
-    policies: tuple[AuthorizationPolicy, ...] = field(default=(), compare=False)
-    jwt_rules: tuple[JWTRule, ...] = field(default=(), compare=False)
-    custom_problem: str = ""
 
 
 NO_SECURITY = SecurityFilters()
@@ -119,9 +115,6 @@ def workload_security(
         http=tuple(http),
         tcp=tuple(tcp),
         dry_run=any(p.dry_run for p in policies),
-        policies=policies,
-        jwt_rules=jwt_rules,
-        custom_problem=custom.problem if custom is not None else "",
     )
 
 

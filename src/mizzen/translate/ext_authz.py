@@ -30,10 +30,13 @@ from mizzen.api.resources import AuthorizationPolicy
 from mizzen.model.snapshot import MeshSnapshot
 from mizzen.translate import names
 from mizzen.translate.filters import duration
+from mizzen.translate.lookup import registry_host
 from mizzen.translate.rbac import (
     CUSTOM_PREFIX,
     CUSTOM_STAT_PREFIX,
     HTTP_RBAC_FILTER,
+    NETWORK_RBAC_FILTER,
+    TCP_STAT_PREFIX,
     policy_rules,
 )
 
@@ -55,14 +58,10 @@ class CustomAuthz:
 
 
 def provider_cluster(snapshot: MeshSnapshot, provider: ExtAuthzProvider) -> str | None:
-    """The outbound cluster of the provider's service, as Istio finds it:
-    a hostname of the registry, optionally written ``<namespace>/<host>``."""
-    host = provider.service.rpartition("/")[2]
-    for candidate in (host, f"{host}.svc.{snapshot.domain_suffix}"):
-        service = snapshot.service(candidate)
-        if service is not None and service.port(provider.port) is not None:
-            return names.outbound_cluster(provider.port, candidate)
-    return None
+    """The outbound cluster of the provider's service (a registry hostname,
+    optionally written ``<namespace>/<host>``)."""
+    host = registry_host(snapshot, provider.service.rpartition("/")[2], provider.port)
+    return None if host is None else names.outbound_cluster(provider.port, host)
 
 
 def custom_authz(
@@ -109,9 +108,10 @@ def custom_rules(custom: CustomAuthz, trust_domain: str, *, tcp: bool) -> dict[s
     return rules
 
 
-def _enabled_metadata() -> metadata_pb2.MetadataMatcher:
+def _enabled_metadata(rbac_filter: str) -> Any:
+    """Runs ext_authz only where the CUSTOM shadow rules left a policy name."""
     return metadata_pb2.MetadataMatcher(
-        filter=HTTP_RBAC_FILTER,
+        filter=rbac_filter,
         path=[metadata_pb2.MetadataMatcher.PathSegment(key=SHADOW_POLICY_KEY)],
         value={"string_match": {"prefix": CUSTOM_PREFIX}},
     )
@@ -143,7 +143,7 @@ def http_ext_authz(provider: ExtAuthzProvider, cluster: str) -> Any:
         transport_api_version=config_source_pb2.V3,
         failure_mode_allow=provider.fail_open,
         status_on_error={"code": provider.status_on_error},
-        filter_enabled_metadata=_enabled_metadata(),
+        filter_enabled_metadata=_enabled_metadata(HTTP_RBAC_FILTER),
     )
     if provider.kind == "envoyExtAuthzGrpc":
         config.grpc_service.CopyFrom(_grpc_service(provider, cluster))
@@ -184,13 +184,9 @@ def http_ext_authz(provider: ExtAuthzProvider, cluster: str) -> Any:
 def network_ext_authz(provider: ExtAuthzProvider, cluster: str) -> Any:
     """gRPC providers only: Envoy has no HTTP check for raw TCP."""
     return net_ext_authz_pb2.ExtAuthz(
-        stat_prefix="tcp.",
+        stat_prefix=TCP_STAT_PREFIX,
         grpc_service=_grpc_service(provider, cluster),
         transport_api_version=config_source_pb2.V3,
         failure_mode_allow=provider.fail_open,
-        filter_enabled_metadata=metadata_pb2.MetadataMatcher(
-            filter="envoy.filters.network.rbac",
-            path=[metadata_pb2.MetadataMatcher.PathSegment(key=SHADOW_POLICY_KEY)],
-            value={"string_match": {"prefix": CUSTOM_PREFIX}},
-        ),
+        filter_enabled_metadata=_enabled_metadata(NETWORK_RBAC_FILTER),
     )

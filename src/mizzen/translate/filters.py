@@ -50,17 +50,27 @@ HTTP_LOG_FORMAT = (
 )
 # What a dry-run AuthorizationPolicy would have done: the DENY policy it
 # would have matched, and whether the ALLOW policies would have denied.
-_RBAC_METADATA = "%DYNAMIC_METADATA(envoy.filters.http.rbac:istio_dry_run_"
-DRY_RUN_LOG_FIELDS = (
-    f" dry-run-deny={_RBAC_METADATA}deny_shadow_effective_policy_id)%"
-    f" dry-run-allow={_RBAC_METADATA}allow_shadow_engine_result)%"
+
+
+def _dry_run_fields(rbac_filter: str) -> str:
+    metadata = f"%DYNAMIC_METADATA({rbac_filter}:istio_dry_run_"
+    return (
+        f" dry-run-deny={metadata}deny_shadow_effective_policy_id)%"
+        f" dry-run-allow={metadata}allow_shadow_engine_result)%"
+    )
+
+
+DRY_RUN_HTTP_LOG_FORMAT = (
+    HTTP_LOG_FORMAT.rstrip("\n") + _dry_run_fields("envoy.filters.http.rbac") + "\n"
 )
-DRY_RUN_HTTP_LOG_FORMAT = HTTP_LOG_FORMAT.rstrip("\n") + DRY_RUN_LOG_FIELDS + "\n"
 TCP_LOG_FORMAT = (
     "[%START_TIME%] tcp %RESPONSE_FLAGS% %CONNECTION_TERMINATION_DETAILS% "
     "%BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
     '%UPSTREAM_CLUSTER% "%UPSTREAM_HOST%" '
     "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS%\n"
+)
+DRY_RUN_TCP_LOG_FORMAT = (
+    TCP_LOG_FORMAT.rstrip("\n") + _dry_run_fields("envoy.filters.network.rbac") + "\n"
 )
 
 
@@ -179,11 +189,14 @@ def http_connection_manager(
 
 
 def tcp_proxy(
-    stat_prefix: str, cluster: str = "", weights: tuple[tuple[str, int], ...] = ()
+    stat_prefix: str,
+    cluster: str = "",
+    weights: tuple[tuple[str, int], ...] = (),
+    log_format: str = TCP_LOG_FORMAT,
 ) -> Any:
     """A TCP proxy filter to one cluster, or split by ``(cluster, weight)``."""
     proxy = tcp_proxy_pb2.TcpProxy(
-        stat_prefix=stat_prefix, access_log=[stdout_access_log(TCP_LOG_FORMAT)]
+        stat_prefix=stat_prefix, access_log=[stdout_access_log(log_format)]
     )
     if weights:
         for name, weight in weights:

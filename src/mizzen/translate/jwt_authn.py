@@ -29,11 +29,11 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import empty_pb2
 
-from mizzen.api.resources import JWTRule, RequestAuthentication
+from mizzen.api.resources import JWTRule
 from mizzen.model.snapshot import MeshSnapshot
 from mizzen.translate import names
 from mizzen.translate.filters import duration, pack
-from mizzen.translate.lookup import labels_match
+from mizzen.translate.lookup import policy_selects, registry_host
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 PAYLOAD_KEY = "payload"
@@ -61,33 +61,22 @@ def workload_jwt_rules(
     rules = [
         rule
         for ra in snapshot.request_authentications
-        if _selects(ra, root, namespace, labels)
+        if policy_selects(ra, root, namespace, labels)
         for rule in ra.jwt_rules
     ]
     return tuple(sorted(rules, key=lambda r: r.issuer))
-
-
-def _selects(
-    ra: RequestAuthentication, root: str, namespace: str, labels: Mapping[str, str]
-) -> bool:
-    if ra.target_refs or ra.meta.namespace not in (root, namespace):
-        return False
-    return ra.selector is None or labels_match(ra.selector, labels)
 
 
 def jwks_cluster(snapshot: MeshSnapshot, uri: str) -> str | None:
     """The cluster that serves ``uri``, if a service of the mesh has its
     host and port."""
     parts = urlsplit(uri)
-    host = parts.hostname or ""
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return None
-    service = snapshot.service(host)
-    if service is None or service.port(port) is None:
-        return None
-    return names.outbound_cluster(port, host)
+    host = registry_host(snapshot, parts.hostname or "", port)
+    return None if host is None else names.outbound_cluster(port, host)
 
 
 def _provider(snapshot: MeshSnapshot, rule: JWTRule) -> jwt_pb2.JwtProvider:

@@ -29,8 +29,10 @@ from mizzen.translate.authz import NO_SECURITY, SecurityFilters, workload_securi
 from mizzen.translate.clusters import socket_address
 from mizzen.translate.filters import (
     DRY_RUN_HTTP_LOG_FORMAT,
+    DRY_RUN_TCP_LOG_FORMAT,
     HTTP_LOG_FORMAT,
     ORIGINAL_DST_FILTER,
+    TCP_LOG_FORMAT,
     duration,
     http_connection_manager,
     pack,
@@ -223,6 +225,12 @@ def _log_format(security: SecurityFilters) -> str:
     return DRY_RUN_HTTP_LOG_FORMAT if security.dry_run else HTTP_LOG_FORMAT
 
 
+def _secured_tcp_proxy(cluster: str, security: SecurityFilters) -> list[Any]:
+    """The TCP proxy behind a workload's TCP authorization filters."""
+    log_format = DRY_RUN_TCP_LOG_FORMAT if security.dry_run else TCP_LOG_FORMAT
+    return [*security.tcp, tcp_proxy(cluster, cluster, log_format=log_format)]
+
+
 def _inbound_filter(
     inbound: InboundPort, security: SecurityFilters, *, mtls: bool, http: bool
 ) -> list[Any]:
@@ -237,7 +245,7 @@ def _inbound_filter(
             log_format=_log_format(security),
         )
         return [manager]
-    return [*security.tcp, tcp_proxy(cluster, cluster)]
+    return _secured_tcp_proxy(cluster, security)
 
 
 def _mtls_chain(
@@ -318,7 +326,7 @@ def passthrough_chains(
     suffix = "" if port is None else f"-{port}"
 
     def proxy() -> list[Any]:
-        return [*security.tcp, tcp_proxy(cluster, cluster)]
+        return _secured_tcp_proxy(cluster, security)
 
     chains = []
     if mode != "DISABLE":

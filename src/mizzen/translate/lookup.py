@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mizzen.api.resources import DestinationRule, VirtualService
+from mizzen.api.resources import (
+    AuthorizationPolicy,
+    DestinationRule,
+    RequestAuthentication,
+    VirtualService,
+)
 from mizzen.model.hosts import qualify_host
 from mizzen.model.snapshot import (
     HTTP_PROTOCOLS,
@@ -44,6 +49,34 @@ class InboundPort:
 
 def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
+
+
+def registry_host(snapshot: MeshSnapshot, host: str, port: int) -> str | None:
+    """The registry hostname a mesh-config or JWT URI host names, as Istio
+    finds it: written in full, or as ``<service>.<namespace>``; None when no
+    service has that host and port."""
+    for candidate in (host, f"{host}.svc.{snapshot.domain_suffix}"):
+        service = snapshot.service(candidate)
+        if service is not None and service.port(port) is not None:
+            return candidate
+    return None
+
+
+def policy_selects(
+    policy: AuthorizationPolicy | RequestAuthentication,
+    root: str,
+    namespace: str,
+    labels: Mapping[str, str],
+) -> bool:
+    """Whether a security policy applies to a workload of ``namespace`` with
+    ``labels``: one of the root namespace (mesh-wide, or by selector in any
+    namespace) or of the workload's own.
+
+    ``targetRef(s)`` bind Istio's waypoints and Gateway API gateways, which
+    the local runtime does not run: such a policy selects no workload."""
+    if policy.target_refs or policy.meta.namespace not in (root, namespace):
+        return False
+    return policy.selector is None or labels_match(policy.selector, labels)
 
 
 def is_visible(service: MeshService, namespace: str) -> bool:

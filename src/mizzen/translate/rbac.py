@@ -52,11 +52,11 @@ from mizzen.api.resources import (
 )
 from mizzen.model.snapshot import MeshSnapshot
 from mizzen.translate.filters import pack
-from mizzen.translate.lookup import labels_match
+from mizzen.translate.jwt_authn import JWT_FILTER
+from mizzen.translate.lookup import policy_selects
 
 HTTP_RBAC_FILTER = "envoy.filters.http.rbac"
 NETWORK_RBAC_FILTER = "envoy.filters.network.rbac"
-JWT_FILTER = "envoy.filters.http.jwt_authn"
 TCP_STAT_PREFIX = "tcp."
 # Stat and metadata prefixes of dry-run (shadow) decisions, as Istio names them.
 DRY_RUN_PREFIX = {"ALLOW": "istio_dry_run_allow_", "DENY": "istio_dry_run_deny_"}
@@ -77,7 +77,12 @@ Principal = rbac_pb2.Principal
 Permission = rbac_pb2.Permission
 
 
-class HttpOnly(Exception):
+class Untranslatable(Exception):
+    """A rule that cannot be built (a condition key no generator knows,
+    which istiod's validation lets through): istiod skips the rule."""
+
+
+class HttpOnly(Untranslatable):
     """A field that only HTTP requests carry, met while building for TCP."""
 
 
@@ -85,26 +90,14 @@ class HttpOnly(Exception):
 # Which policies apply
 
 
-def selects(
-    policy: AuthorizationPolicy, root: str, namespace: str, labels: Mapping[str, str]
-) -> bool:
-    """Whether ``policy`` applies to a workload of ``namespace`` with ``labels``.
-
-    ``targetRef(s)`` bind Istio's waypoints and Gateway API gateways, which
-    the local runtime does not run: such a policy selects no sidecar."""
-    if policy.target_refs:
-        return False
-    if policy.meta.namespace not in (root, namespace):
-        return False
-    return policy.selector is None or labels_match(policy.selector, labels)
-
-
 def workload_policies(
     snapshot: MeshSnapshot, namespace: str, labels: Mapping[str, str]
 ) -> tuple[AuthorizationPolicy, ...]:
     """The policies that apply to one workload, oldest first."""
     root = snapshot.root_namespace
-    return tuple(p for p in snapshot.authorization_policies if selects(p, root, namespace, labels))
+    return tuple(
+        p for p in snapshot.authorization_policies if policy_selects(p, root, namespace, labels)
+    )
 
 
 def policy_key(policy: AuthorizationPolicy, index: int) -> str:
@@ -116,12 +109,13 @@ def policy_key(policy: AuthorizationPolicy, index: int) -> str:
 
 
 def _string(value: str, prefix: str = "", *, ignore_case: bool = False) -> Msg:
+    # Istio reads a leading * before a trailing one (*abc* is a suffix).
     if value == "*":
         return string_pb2.StringMatcher(safe_regex={"regex": ".+"})
-    if value.endswith("*"):
-        return string_pb2.StringMatcher(prefix=prefix + value[:-1], ignore_case=ignore_case)
     if value.startswith("*"):
         return string_pb2.StringMatcher(suffix=value[1:], ignore_case=ignore_case)
+    if value.endswith("*"):
+        return string_pb2.StringMatcher(prefix=prefix + value[:-1], ignore_case=ignore_case)
     return string_pb2.StringMatcher(exact=prefix + value, ignore_case=ignore_case)
 
 
@@ -183,23 +177,37 @@ def _claim_value(value: str) -> Msg:
     return value_pb2.ValueMatcher(or_match=value_pb2.OrMatcher(value_matchers=[listed, single]))
 
 
+def _claim_string(claim: str, matcher: Msg) -> Msg:
+    return Principal(metadata=_jwt_claim([claim], value_pb2.ValueMatcher(string_match=matcher)))
+
+
 def _request_principal(value: str) -> Msg:
-    # <iss>/<sub>, split at the last slash; a value without one names an
-    # issuer with an empty subject, unless it is a wildcard.
+    """``<iss>/<sub>``, split at the last slash. As in Istio, a ``*`` counts
+    only at either end of the whole value: ``*x/y`` is an issuer ending in
+    x with subject y, ``x/y*`` issuer x with a subject starting y; a value
+    without a slash names an issuer with an empty subject."""
+    present = _regex(".+")
     if value == "*":
-        iss, sub = "*", "*"
-    elif "/" in value:
-        iss, _, sub = value.rpartition("/")
+        iss, sub = present, present
     elif value.startswith("*"):
-        iss, sub = "*", value
+        head, slash, tail = value[1:].rpartition("/")
+        if slash:
+            iss = string_pb2.StringMatcher(suffix=head) if head else present
+            sub = string_pb2.StringMatcher(exact=tail)
+        else:
+            iss, sub = present, string_pb2.StringMatcher(suffix=tail)
     elif value.endswith("*"):
-        iss, sub = value, "*"
+        head, slash, tail = value[:-1].rpartition("/")
+        if slash:
+            iss = string_pb2.StringMatcher(exact=head)
+            sub = string_pb2.StringMatcher(prefix=tail) if tail else present
+        else:
+            iss, sub = string_pb2.StringMatcher(prefix=tail), present
     else:
-        iss, sub = value, ""
-    ids = [
-        Principal(metadata=_jwt_claim([claim], value_pb2.ValueMatcher(string_match=_string(part))))
-        for claim, part in (("iss", iss), ("sub", sub))
-    ]
+        head, slash, tail = value.rpartition("/")
+        iss = string_pb2.StringMatcher(exact=head if slash else tail)
+        sub = string_pb2.StringMatcher(exact=tail if slash else "")
+    ids = [_claim_string("iss", iss), _claim_string("sub", sub)]
     return Principal(and_ids=rbac_pb2.Principal.Set(ids=ids))
 
 
@@ -211,13 +219,11 @@ class _Identities:
         self.namespace = namespace
 
     def principal(self, value: str) -> Msg:
-        # <td>/ns/<ns>/sa/<sa> written for cluster.local also means this
-        # mesh's own trust domain (Istio's trust domain aliasing).
+        # <td>/ns/<ns>/sa/<sa> written for cluster.local means this mesh's
+        # own trust domain (Istio's trust domain aliasing).
         parts = value.split("/")
         if len(parts) == 5 and parts[0] == "cluster.local" and parts[1] == "ns":
-            local = "/".join([self.trust_domain, *parts[1:]])
-            if local != value:
-                return _any_id([self._spiffe(value), self._spiffe(local)])
+            value = "/".join([self.trust_domain, *parts[1:]])
         return self._spiffe(value)
 
     @staticmethod
@@ -233,8 +239,19 @@ class _Identities:
     def service_account(self, value: str) -> Msg:
         namespace, _, name = value.rpartition("/")
         namespace = namespace or self.namespace
+        ns, sa = re.escape(namespace), re.escape(name)
+        return _principal_name(_regex(f"spiffe://.+/ns/{ns}/(.+/|)sa/{sa}(/.+)?"))
+
+    @staticmethod
+    def trust_domain_of(value: str) -> Msg:
+        if value == "*":
+            return _principal_name(_regex("spiffe://.+"))
+        if value.startswith("*"):
+            return _principal_name(_regex(f"spiffe://.*{re.escape(value[1:])}/.*"))
         return _principal_name(
-            _regex(f"spiffe://[^/]+/ns/{re.escape(namespace)}/sa/{re.escape(name)}")
+            string_pb2.StringMatcher(
+                prefix=f"spiffe://{value.rstrip('*')}" + ("" if value.endswith("*") else "/")
+            )
         )
 
 
@@ -242,6 +259,7 @@ def _source_fields(ids: _Identities) -> list[tuple[str, Callable[[str], Msg], bo
     """(AuthzSource field, matcher of one value, HTTP only), in Istio's order."""
     return [
         ("principals", ids.principal, False),
+        ("trust_domains", ids.trust_domain_of, False),
         ("request_principals", _request_principal, True),
         ("service_accounts", ids.service_account, False),
         ("namespaces", ids.namespace_of, False),
@@ -426,8 +444,9 @@ def _conditions(
                 permissions.append(Permission(not_rule=not_any))
             continue
         principal = _condition_principal(condition.key, ids)
-        if principal is not None:
-            principals.extend(_values(condition.values, condition.not_values, principal))
+        if principal is None:
+            raise Untranslatable(condition.key)
+        principals.extend(_values(condition.values, condition.not_values, principal))
     return _Conditions(principals, permissions)
 
 
@@ -463,8 +482,8 @@ def policy_rules(
     for i, rule in enumerate(policy.rules):
         try:
             out[key_prefix + policy_key(policy, i)] = rule_policy(rule, ids, tcp=tcp, strict=strict)
-        except HttpOnly:
-            continue  # an ALLOW rule that cannot hold on TCP allows nothing
+        except Untranslatable:
+            continue  # as istiod: skipped (an ALLOW rule then allows nothing)
     return out
 
 
@@ -479,9 +498,10 @@ class RbacConfig:
     action: AuthzAction
     rules: Mapping[str, Msg]
     shadow: Mapping[str, Msg]
-    # Some policy is enforced: even with no rules left (an ALLOW whose
-    # rules all dropped on TCP) the engine must deny.
+    # Some policy is enforced (or dry-run): even with no rules left (an
+    # ALLOW whose rules all dropped on TCP) the engine must be there.
     enforced: bool = True
+    dry_run: bool = False
 
 
 def action_configs(
@@ -496,10 +516,15 @@ def action_configs(
         chosen = [p for p in policies if p.action == action]
         for policy in chosen:
             target = shadow if policy.dry_run else rules
-            target.update(policy_rules(policy, trust_domain, tcp=tcp))
+            for key, rule in policy_rules(policy, trust_domain, tcp=tcp).items():
+                # A translated legacy policy may share a user policy's name.
+                while key in target:
+                    key += "'"
+                target[key] = rule
         if chosen:
             enforced = any(not p.dry_run for p in chosen)
-            out.append(RbacConfig(action, rules, shadow, enforced))
+            dry_run = any(p.dry_run for p in chosen)
+            out.append(RbacConfig(action, rules, shadow, enforced, dry_run))
     return out
 
 
@@ -510,24 +535,21 @@ def _engine(action: AuthzAction, policies: Mapping[str, Msg]) -> Msg:
     return engine
 
 
-def http_rbac(config: RbacConfig) -> Msg:
-    message = http_rbac_pb2.RBAC()
+def _rbac(message: Msg, config: RbacConfig) -> Msg:
     if config.enforced:
         message.rules.CopyFrom(_engine(config.action, config.rules))
-    if config.shadow:
+    if config.dry_run:
         message.shadow_rules.CopyFrom(_engine(config.action, config.shadow))
         message.shadow_rules_stat_prefix = DRY_RUN_PREFIX[config.action]
     return message
+
+
+def http_rbac(config: RbacConfig) -> Msg:
+    return _rbac(http_rbac_pb2.RBAC(), config)
 
 
 def network_rbac(config: RbacConfig) -> Msg:
-    message = network_rbac_pb2.RBAC(stat_prefix=TCP_STAT_PREFIX)
-    if config.enforced:
-        message.rules.CopyFrom(_engine(config.action, config.rules))
-    if config.shadow:
-        message.shadow_rules.CopyFrom(_engine(config.action, config.shadow))
-        message.shadow_rules_stat_prefix = DRY_RUN_PREFIX[config.action]
-    return message
+    return _rbac(network_rbac_pb2.RBAC(stat_prefix=TCP_STAT_PREFIX), config)
 
 
 def custom_shadow(policies: Mapping[str, Msg], *, tcp: bool) -> Msg:
