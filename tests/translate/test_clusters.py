@@ -54,6 +54,19 @@ def test_outbound_cluster_is_eds_over_ads() -> None:
             "edsConfig": {"ads": {}, "resourceApiVersion": "V3"},
             "serviceName": f"outbound|9080|v1|{REVIEWS}",
         },
+        # Istio's defaults: least request, circuit breakers wide open.
+        "lbPolicy": "LEAST_REQUEST",
+        "circuitBreakers": {
+            "thresholds": [
+                {
+                    "maxConnections": 4294967295,
+                    "maxPendingRequests": 4294967295,
+                    "maxRequests": 4294967295,
+                    "maxRetries": 4294967295,
+                    "trackRemaining": True,
+                }
+            ]
+        },
     }
 
 

@@ -24,6 +24,14 @@ from mizzen.api.resources import TrafficPolicy
 from mizzen.model.snapshot import HTTP2_PROTOCOLS, MeshService, MeshSnapshot, Proxy, ServicePort
 from mizzen.translate import names, tls
 from mizzen.translate.authn import service_mode
+from mizzen.translate.cluster_policy import (
+    apply_connection_pool,
+    apply_load_balancer,
+    apply_outlier_detection,
+    max_concurrent_streams,
+    route_hash_policies,
+    uses_client_protocol,
+)
 from mizzen.translate.filters import ads_config_source, duration, pack
 from mizzen.translate.lookup import (
     destination_rule,
@@ -111,17 +119,28 @@ def _base(name: str, kind: Any) -> Any:
     )
 
 
-def _set_protocol(cluster: Any, protocol: UpstreamProtocol) -> None:
-    """HTTP/2 or the downstream's protocol to the upstream; nothing is set
-    for HTTP/1.1, Envoy's default (and TCP proxies ignore it)."""
+def _protocol_options(protocol: UpstreamProtocol, max_streams: int | None = None) -> Any:
     options = http_protocol_options_pb2.HttpProtocolOptions()
     if protocol == "HTTP2":
-        options.explicit_http_config.http2_protocol_options.SetInParent()
+        http2 = options.explicit_http_config.http2_protocol_options
+        http2.SetInParent()
+        if max_streams:
+            http2.max_concurrent_streams.value = max_streams
     elif protocol == "DOWNSTREAM":
         options.use_downstream_protocol_config.http_protocol_options.SetInParent()
         options.use_downstream_protocol_config.http2_protocol_options.SetInParent()
-    else:
+    return options
+
+
+def _set_protocol(cluster: Any, protocol: UpstreamProtocol, options: Any = None) -> None:
+    """HTTP/2 or the downstream's protocol to the upstream, and connection
+    pool settings (``options``); nothing is set for plain HTTP/1.1, Envoy's
+    default (and TCP proxies ignore it)."""
+    options = options if options is not None else _protocol_options(protocol)
+    if not options.ListFields():
         return
+    if not options.HasField("upstream_protocol_options"):
+        options.explicit_http_config.http_protocol_options.SetInParent()
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
 
 
@@ -151,10 +170,40 @@ def outbound_cluster(snapshot: MeshSnapshot, spec: OutboundCluster) -> Any:
         cluster = _base(spec.name, cluster_pb2.Cluster.EDS)
         cluster.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
         cluster.eds_cluster_config.service_name = spec.name
+    lb, pool, outlier = (
+        policy_setting(snapshot, spec, _field(field))
+        for field in ("loadBalancer", "connectionPool", "outlierDetection")
+    )
+    if spec.discovery != "ORIGINAL_DST":
+        apply_load_balancer(cluster, lb)
     protocol = upstream_protocol(snapshot, spec)
-    _set_protocol(cluster, protocol)
+    if uses_client_protocol(pool) and spec.port.is_http:
+        protocol = "DOWNSTREAM"
+    options = _protocol_options(protocol, max_concurrent_streams(pool))
+    apply_connection_pool(cluster, pool, options)
+    apply_outlier_detection(cluster, outlier)
+    _set_protocol(cluster, protocol, options)
     _upstream_tls(snapshot, spec, cluster, http2=protocol == "HTTP2")
     return cluster
+
+
+def _field(name: str) -> Callable[[Mapping[str, Any]], Any]:
+    def pick(settings: Mapping[str, Any]) -> Any:
+        return settings.get(name)
+
+    return pick
+
+
+def hash_policies(snapshot: MeshSnapshot, cluster_name: str) -> list[Any]:
+    """The route hash policy a consistent-hash DestinationRule asks of the
+    routes to ``cluster_name`` (``outbound|<port>|<subset>|<host>``)."""
+    _, port, subset, host = cluster_name.split("|", 3)
+    service = snapshot.service(host)
+    service_port = service.port(int(port)) if service is not None else None
+    if service is None or service_port is None:
+        return []
+    spec = OutboundCluster(cluster_name, service, service_port, subset=subset)
+    return route_hash_policies(policy_setting(snapshot, spec, _field("loadBalancer")))
 
 
 def policy_setting(

@@ -30,6 +30,7 @@ from mizzen.translate.actions import (
     retry_policy,
     set_clusters,
 )
+from mizzen.translate.clusters import hash_policies
 from mizzen.translate.filters import FAULT_FILTER, duration, pack
 from mizzen.translate.gateways import GatewayServer, intersect_hosts, selected_servers, server_host
 from mizzen.translate.lookup import (
@@ -63,6 +64,8 @@ def _route_action(
         targets.append((cluster, dest))
         operation = operation or names.decorator_operation(host, port)
     set_clusters(action, route, targets)
+    if action.cluster:
+        action.hash_policy.extend(hash_policies(snapshot, action.cluster))
     policy = retry_policy(rule.retries)
     if policy is not None:
         action.retry_policy.CopyFrom(policy)
@@ -168,7 +171,11 @@ def _service_routes(snapshot: MeshSnapshot, service: MeshService, ctx: MatchCont
     vs = mesh_virtual_service(snapshot, service.hostname)
     routes = virtual_service_routes(snapshot, vs, ctx, service.hostname) if vs else []
     # A VS with no HTTP rule for this port leaves the service its default route.
-    return routes or [default_route(service.hostname, ctx.port)]
+    if routes:
+        return routes
+    route = default_route(service.hostname, ctx.port)
+    route.route.hash_policy.extend(hash_policies(snapshot, route.route.cluster))
+    return [route]
 
 
 def allow_any_virtual_host() -> Any:
