@@ -7,12 +7,21 @@ Istio's documented behaviour (1.30); messages are ours.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import re2
 
-from mizzen.api.validate_crd import TRAFFIC_POLICY, Problems, index, join, key, parse_duration
+from mizzen.api.validate_crd import (
+    Problems,
+    duration_nanos,
+    index,
+    join,
+    key,
+    parse_duration,
+)
 from mizzen.api.validate_names import (
     check_labels,
     dns_label_problem,
@@ -437,84 +446,448 @@ def check_virtual_service(spec: Spec) -> Problems:
 
 # ---------------------------------------------------------------------------
 # DestinationRule
+#
+# istiod's validateTrafficPolicy and what it calls (validateOutlierDetection,
+# validateConnectionPool, validateLoadBalancer, ValidateLocalityLbSetting,
+# ValidateTLS, validatePortTrafficPolicies, validateTunnelSettings). What
+# istiod only warns about (consecutiveErrors, minimumRingSize, failover
+# without outlierDetection) is accepted here; what it accepts is accepted
+# even where a stricter rule would be tempting (duplicate or unset port
+# numbers in portLevelSettings, certificates next to ISTIO_MUTUAL, repeated
+# cookie attributes, keepalives with only one of their settings).
+
+# The fields of a TrafficPolicy that count as "set" (retryBudget is counted
+# too: a policy holding only a retry budget is not empty).
+_POLICY_FIELDS = (
+    "loadBalancer",
+    "connectionPool",
+    "outlierDetection",
+    "tls",
+    "portLevelSettings",
+    "tunnel",
+    "proxyProtocol",
+    "retryBudget",
+)
+_PORT_POLICY_FIELDS = ("loadBalancer", "connectionPool", "outlierDetection", "tls")
+_INT32_MAX = 2**31 - 1
+_MS = 1_000_000  # nanoseconds
+# Maglev tables must be smaller than this (Envoy's limit, kept by istiod).
+_MAGLEV_MAX = 5000011
+# Node labels that mean "region", "zone", "subzone" to Istio's locality.
+_TOPOLOGY_LABELS = (
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.istio.io/subzone",
+)
 
 
-def _check_traffic_policy(
-    policy: Mapping[str, Any], path: str, out: Problems, *, top: bool
-) -> None:
-    if not any(policy.get(f) is not None for f in TRAFFIC_POLICY.props if f != "port"):
-        out.append((path, "must set at least one field"))
+def _given(obj: Mapping[str, Any], name: str) -> bool:
+    # An empty message (`{}`) is set; an empty list is not (protobuf does not
+    # tell an empty repeated field from an absent one).
+    value = obj.get(name)
+    return value is not None and value != []
+
+
+def _nanos(value: str) -> int | None:
+    # Go's time.ParseDuration, which refuses what overflows an int64.
+    nanos = duration_nanos(value)
+    return nanos if nanos is not None and -(2**63) <= nanos < 2**63 else None
+
+
+def _check_ms_duration(value: Any, path: str, out: Problems, *, zero_ok: bool = False) -> None:
+    """istiod's ValidateDuration: at least 1ms, in whole milliseconds.
+    ``zero_ok``: anything under a millisecond either way means "none" and
+    is not checked (tcp.idleTimeout)."""
+    if value is None:
         return
-    pool = policy.get("connectionPool") or {}
-    for group in ("tcp", "http"):
-        for name, value in (pool.get(group) or {}).items():
-            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-                out.append(
-                    (
-                        join(join(join(path, "connectionPool"), group), name),
-                        f"must not be negative, got {value}",
-                    )
-                )
-    outlier = policy.get("outlierDetection") or {}
-    od = join(path, "outlierDetection")
-    for name in ("maxEjectionPercent", "minHealthPercent"):
-        _check_percent(outlier.get(name), join(od, name), out)
-    if (outlier.get("consecutiveErrors") or 0) < 0:
-        out.append((join(od, "consecutiveErrors"), "must not be negative"))
-    lb = policy.get("loadBalancer") or {}
-    locality = lb.get("localityLbSetting") or {}
-    if locality.get("distribute") and locality.get("failover"):
+    nanos = _nanos(value)
+    if nanos is None:
+        out.append((path, f"invalid duration {value!r}; use a value like 10s, 1.5s, 100ms or 1m"))
+        return
+    if zero_ok and abs(nanos) < _MS:
+        return
+    if nanos < _MS:
+        hint = "; use 0s to turn it off" if zero_ok else ""
+        out.append((path, f"duration must be at least 1ms, got {value!r}{hint}"))
+    elif nanos % _MS:
         out.append(
             (
-                join(join(path, "loadBalancer"), "localityLbSetting"),
-                "distribute and failover cannot be used together",
+                path,
+                f"only durations to ms precision are supported, got {value!r};"
+                " round it to whole milliseconds",
             )
         )
-    for i, rule in enumerate(locality.get("distribute") or []):
-        weights = (rule.get("to") or {}).values()
-        if sum(weights) != 100:
-            where = index(
-                join(join(join(path, "loadBalancer"), "localityLbSetting"), "distribute"), i
+
+
+def _check_parses_as_duration(value: Any, path: str, out: Problems) -> None:
+    if value is not None and _nanos(value) is None:
+        out.append((path, f"invalid duration {value!r}; use a value like 10s, 1.5s, 100ms or 1m"))
+
+
+def _check_int32(value: Any, path: str, out: Problems, *, negative_ok: bool) -> None:
+    if value is None:
+        return
+    if not negative_ok and value < 0:
+        out.append((path, f"must not be negative, got {value}"))
+    elif not -_INT32_MAX - 1 <= value <= _INT32_MAX:
+        out.append((path, f"must fit in a 32-bit integer (at most {_INT32_MAX}), got {value}"))
+
+
+def _check_outlier_detection(od: Mapping[str, Any], path: str, out: Problems) -> None:
+    for name in ("interval", "baseEjectionTime"):
+        _check_ms_duration(od.get(name), join(path, name), out)
+    if (od.get("consecutiveLocalOriginFailures") or 0) > 0 and not od.get(
+        "splitExternalLocalOriginErrors"
+    ):
+        out.append(
+            (
+                join(path, "consecutiveLocalOriginFailures"),
+                "consecutive local origin failures is specified, but split external local"
+                " origin errors is false; set splitExternalLocalOriginErrors: true, or remove"
+                " consecutiveLocalOriginFailures",
             )
-            out.append((join(where, "to"), f"weights must add up to 100, got {sum(weights)}"))
-    tls = policy.get("tls")
-    if tls:
-        where = join(path, "tls")
-        mode = tls.get("mode", "DISABLE")
-        if mode == "MUTUAL" and not tls.get("credentialName"):
-            for name in ("clientCertificate", "privateKey"):
-                if not tls.get(name):
-                    out.append(
-                        (join(where, name), "required for MUTUAL mode unless credentialName is set")
-                    )
-        if mode == "ISTIO_MUTUAL":
-            for name in ("clientCertificate", "privateKey", "caCertificates", "credentialName"):
-                if tls.get(name):
-                    out.append(
-                        (
-                            join(where, name),
-                            "not allowed with ISTIO_MUTUAL mode (Istio supplies the certificates)",
-                        )
-                    )
-    tunnel = policy.get("tunnel")
-    if tunnel:
-        _check_port(tunnel.get("targetPort"), join(join(path, "tunnel"), "targetPort"), out)
-    if top:
-        seen: set[int] = set()
-        for i, port_policy in enumerate(policy.get("portLevelSettings") or []):
-            where = index(join(path, "portLevelSettings"), i)
-            number = (port_policy.get("port") or {}).get("number")
-            if number is None:
-                out.append((join(join(where, "port"), "number"), "required"))
-                continue
-            _check_port(number, join(join(where, "port"), "number"), out)
-            if number in seen:
-                out.append(
-                    (join(join(where, "port"), "number"), f"port {number} is already configured")
+        )
+    for name in ("maxEjectionPercent", "minHealthPercent"):
+        _check_percent(od.get(name), join(path, name), out)
+    # Deprecated, and only a warning to istiod, even when negative.
+    _check_int32(
+        od.get("consecutiveErrors"), join(path, "consecutiveErrors"), out, negative_ok=True
+    )
+
+
+def _check_connection_pool(pool: Mapping[str, Any], path: str, out: Problems) -> None:
+    http, tcp = pool.get("http"), pool.get("tcp")
+    if http is None and tcp is None:
+        out.append((path, "connection pool must have at least one field: set tcp or http"))
+        return
+    if http is not None:
+        where = join(path, "http")
+        for name in (
+            "http1MaxPendingRequests",
+            "http2MaxRequests",
+            "maxRequestsPerConnection",
+            "maxRetries",
+            "maxConcurrentStreams",
+        ):
+            _check_int32(http.get(name), join(where, name), out, negative_ok=False)
+        _check_ms_duration(http.get("idleTimeout"), join(where, "idleTimeout"), out)
+        if http.get("h2UpgradePolicy") == "UPGRADE" and http.get("useClientProtocol"):
+            out.append(
+                (
+                    join(where, "useClientProtocol"),
+                    "use client protocol must not be true when h2UpgradePolicy is UPGRADE;"
+                    " drop one of the two",
                 )
-            seen.add(number)
-            rest = {k: v for k, v in port_policy.items() if k != "port"}
-            _check_traffic_policy(rest, where, out, top=False)
+            )
+    if tcp is not None:
+        where = join(path, "tcp")
+        _check_int32(
+            tcp.get("maxConnections"), join(where, "maxConnections"), out, negative_ok=False
+        )
+        for name in ("connectTimeout", "maxConnectionDuration"):
+            _check_ms_duration(tcp.get(name), join(where, name), out)
+        _check_ms_duration(tcp.get("idleTimeout"), join(where, "idleTimeout"), out, zero_ok=True)
+        keepalive = tcp.get("tcpKeepalive") or {}
+        for name in ("time", "interval"):
+            _check_ms_duration(keepalive.get(name), join(join(where, "tcpKeepalive"), name), out)
+
+
+def _is_prime(n: int) -> bool:
+    # Envoy's test (istiod copies it): 1, 2 and 3 count as prime.
+    if 0 < n < 4:
+        return True
+    if n % 2 == 0:
+        return False
+    return all(n % factor for factor in range(3, math.isqrt(n) + 1, 2))
+
+
+def _check_consistent_hash(ch: Mapping[str, Any], path: str, out: Problems) -> None:
+    cookie = ch.get("httpCookie")
+    if cookie is not None:
+        if cookie.get("name", "") == "":
+            out.append((join(join(path, "httpCookie"), "name"), "name required for HttpCookie"))
+        _check_parses_as_duration(cookie.get("ttl"), join(join(path, "httpCookie"), "ttl"), out)
+    if ch.get("minimumRingSize") and (
+        ch.get("ringHash") is not None or ch.get("maglev") is not None
+    ):
+        algorithm = "ringHash" if ch.get("ringHash") is not None else "maglev"
+        out.append(
+            (
+                join(path, "minimumRingSize"),
+                f"only one of minimumRingSize or maglev/ringHash can be specified, and {algorithm}"
+                " is set; use ringHash.minimumRingSize instead",
+            )
+        )
+    maglev = ch.get("maglev")
+    if maglev is not None:
+        where = join(join(path, "maglev"), "tableSize")
+        size = maglev.get("tableSize") or 0
+        if size == 0:
+            out.append((where, "tableSize must be set for maglev (a prime number, e.g. 65537)"))
+        elif size >= _MAGLEV_MAX:
+            out.append((where, f"tableSize must be less than {_MAGLEV_MAX} for maglev, got {size}"))
+        elif not _is_prime(size):
+            out.append(
+                (where, f"tableSize must be a prime number for maglev, got {size} (e.g. 65537)")
+            )
+
+
+def _locality_parts(locality: str) -> list[str]:
+    # Go's strings.SplitN(locality, "/", 3): a subzone may itself hold '/'.
+    return locality.split("/", 2)
+
+
+def _locality_problem(localities: list[str]) -> tuple[int, str] | None:
+    """istiod's validateLocalities: the first problem, in the given order,
+    with the position of the locality it is about."""
+    seen: dict[str, dict[str, set[str]]] = {}
+    for i, locality in enumerate(localities):
+        stars = locality.count("*")
+        if stars and (stars > 1 or not locality.endswith("*")):
+            return i, (
+                f"locality {locality!r}: the wildcard '*' may appear once, as the whole last"
+                " part, as in 'us-east/*'"
+            )
+        if "*" in seen:
+            return i, f"locality {locality!r} overlaps with '*' listed before it"
+        parts = _locality_parts(locality)
+        if "" in parts:
+            return i, (
+                f"locality {locality!r} must not contain empty region/zone/subzone info;"
+                " use region, region/zone or region/zone/subzone"
+            )
+        overlap = i, f"locality {locality!r} overlaps with a locality listed before it"
+        region = parts[0]
+        zones = seen.get(region)
+        if len(parts) == 1:
+            if zones is not None:
+                return overlap
+            seen[region] = {"*": {"*"}}
+        elif len(parts) == 2:
+            zone = parts[1]
+            if zones is not None and ("*" in zones or zone in zones):
+                return overlap
+            seen.setdefault(region, {})[zone] = {"*"}
+        else:
+            zone, subzone = parts[1], parts[2]
+            if zones is not None and "*" in zones:
+                return overlap
+            subzones = (zones or {}).get(zone)
+            if subzones is not None and ("*" in subzones or subzone in subzones):
+                return overlap
+            seen.setdefault(region, {}).setdefault(zone, set()).add(subzone)
+    return None
+
+
+def _most_general_first(locality: str) -> tuple[int, int, str]:
+    # A wildcard found before what it covers is an overlap to istiod; found
+    # after, it is not. `distribute[].to` is a map, which istiod walks in a
+    # random order, so it is checked in the order that finds every overlap.
+    return (len(_locality_parts(locality)), 0 if locality.endswith("*") else 1, locality)
+
+
+def _check_locality_lb(lb: Mapping[str, Any], path: str, out: Problems) -> None:
+    distribute = lb.get("distribute") or []
+    failover = lb.get("failover") or []
+    priority = lb.get("failoverPriority") or []
+    if distribute and failover:
+        out.append((path, "can not simultaneously specify 'distribute' and 'failover'; use one"))
+        return
+    if failover:
+        for i, label in enumerate(priority):
+            if label in _TOPOLOGY_LABELS:
+                out.append(
+                    (
+                        index(join(path, "failoverPriority"), i),
+                        f"can not simultaneously set 'failover' and topology label {label!r} in"
+                        " 'failoverPriority'; drop the label, or the failover list",
+                    )
+                )
+    sources: list[str] = []
+    for i, rule in enumerate(distribute):
+        where = index(join(path, "distribute"), i)
+        sources.append(rule.get("from", ""))
+        targets = rule.get("to") or {}
+        bad = [loc for loc, weight in targets.items() if not 1 <= weight <= 100]
+        for loc in bad:
+            out.append(
+                (
+                    key(join(where, "to"), loc),
+                    f"locality weight must be in range [1, 100], got {targets[loc]}",
+                )
+            )
+        total = sum(targets.values())
+        if bad:
+            continue
+        if total != 100:
+            out.append((join(where, "to"), f"total locality weight {total} != 100; make it 100"))
+            continue
+        ordered = sorted(targets, key=_most_general_first)
+        found = _locality_problem(ordered)
+        if found:
+            out.append((key(join(where, "to"), ordered[found[0]]), found[1]))
+    found = _locality_problem(sources)
+    if found:
+        out.append((join(index(join(path, "distribute"), found[0]), "from"), found[1]))
+    for i, rule in enumerate(failover):
+        where = index(join(path, "failover"), i)
+        src, dst = rule.get("from", ""), rule.get("to", "")
+        if src == dst:
+            out.append(
+                (
+                    where,
+                    f"locality lb failover settings must specify different regions, got {src!r}",
+                )
+            )
+        for name, region in (("from", src), ("to", dst)):
+            if "/" in region:
+                out.append(
+                    (
+                        join(where, name),
+                        f"locality lb failover only specify region: {region!r} names a zone;"
+                        " use the region alone",
+                    )
+                )
+            if "*" in region:
+                out.append(
+                    (
+                        join(where, name),
+                        f"locality lb failover region should not contain '*' wildcard: {region!r}",
+                    )
+                )
+
+
+def _check_load_balancer(lb: Mapping[str, Any], path: str, out: Problems) -> None:
+    if lb.get("consistentHash") is not None:
+        _check_consistent_hash(lb["consistentHash"], join(path, "consistentHash"), out)
+    if lb.get("localityLbSetting") is not None:
+        _check_locality_lb(lb["localityLbSetting"], join(path, "localityLbSetting"), out)
+    warmup = lb.get("warmup")
+    if warmup is not None:
+        where = join(path, "warmup")
+        _check_ms_duration(warmup.get("duration"), join(where, "duration"), out)
+        aggression = warmup.get("aggression")
+        if aggression is not None and aggression < 1:
+            out.append(
+                (
+                    join(where, "aggression"),
+                    f"aggression should be greater than or equal to 1, got {aggression}"
+                    " (1 is a linear ramp)",
+                )
+            )
+
+
+def _check_client_tls(tls: Mapping[str, Any], path: str, out: Problems) -> None:
+    mode = tls.get("mode", "DISABLE")
+    credential = tls.get("credentialName", "")
+    if tls.get("insecureSkipVerify") and mode in ("SIMPLE", "MUTUAL"):
+        # In MUTUAL mode credentialName also carries the client certificate.
+        names = ("caCertificates", "credentialName") if mode == "SIMPLE" else ("caCertificates",)
+        for name in (*names, "subjectAltNames"):
+            if _given(tls, name) and tls[name] != "":
+                out.append(
+                    (
+                        join(path, name),
+                        f"cannot specify {name} when insecureSkipVerify is set true:"
+                        " the server is not verified; drop one of the two",
+                    )
+                )
+    if mode in ("SIMPLE", "MUTUAL") and credential:
+        for name in ("clientCertificate", "privateKey", "caCertificates", "caCrl"):
+            if tls.get(name):
+                out.append(
+                    (
+                        join(path, name),
+                        f"cannot specify client certificates or CA certificate or CA CRL if"
+                        f" credentialName is set (the secret {credential!r} supplies them);"
+                        f" drop {name} or credentialName",
+                    )
+                )
+        return
+    if mode == "MUTUAL":
+        for name in ("clientCertificate", "privateKey"):
+            if not tls.get(name):
+                out.append(
+                    (join(path, name), "required for MUTUAL mode unless credentialName is set")
+                )
+
+
+def _check_tunnel(tunnel: Mapping[str, Any], path: str, out: Problems) -> None:
+    protocol = tunnel.get("protocol", "")
+    if protocol not in ("", "CONNECT", "POST"):
+        out.append(
+            (
+                join(path, "protocol"),
+                f'tunnel protocol must be "CONNECT" or "POST", got {protocol!r}',
+            )
+        )
+    host = tunnel.get("targetHost", "")
+    if not is_ip(host):
+        problem = fqdn_problem(host)
+        tld = host.rpartition(".")[2]
+        # Go's strconv.Atoi: a signed decimal that fits in 64 bits.
+        if problem is None and re.fullmatch(r"[+-]?[0-9]+", tld) and abs(int(tld)) < 2**63:
+            problem = f"top level domain {tld!r} cannot be all-numeric"
+        if problem:
+            out.append(
+                (
+                    join(path, "targetHost"),
+                    f"tunnel target host must be valid FQDN or IP address: {problem}",
+                )
+            )
+    _check_port(tunnel.get("targetPort"), join(path, "targetPort"), out)
+
+
+def _check_policy_parts(policy: Mapping[str, Any], path: str, out: Problems) -> None:
+    """What a TrafficPolicy shares with a PortTrafficPolicy."""
+    if policy.get("outlierDetection") is not None:
+        _check_outlier_detection(policy["outlierDetection"], join(path, "outlierDetection"), out)
+    if policy.get("connectionPool") is not None:
+        _check_connection_pool(policy["connectionPool"], join(path, "connectionPool"), out)
+    if policy.get("loadBalancer") is not None:
+        _check_load_balancer(policy["loadBalancer"], join(path, "loadBalancer"), out)
+    if policy.get("tls") is not None:
+        _check_client_tls(policy["tls"], join(path, "tls"), out)
+
+
+def _check_traffic_policy(policy: Mapping[str, Any], path: str, out: Problems) -> None:
+    if not any(_given(policy, name) for name in _POLICY_FIELDS):
+        out.append(
+            (
+                path,
+                "traffic policy must have at least one field: set one of"
+                f" {', '.join(_POLICY_FIELDS)}",
+            )
+        )
+        return
+    if policy.get("tunnel") is not None and policy.get("proxyProtocol") is not None:
+        out.append((path, "tunnel and proxyProtocol must not be set together; drop one"))
+    _check_policy_parts(policy, path, out)
+    if policy.get("tunnel") is not None:
+        _check_tunnel(policy["tunnel"], join(path, "tunnel"), out)
+    retry_budget = policy.get("retryBudget") or {}
+    _check_parses_as_duration(
+        retry_budget.get("budgetInterval"), join(join(path, "retryBudget"), "budgetInterval"), out
+    )
+    for i, port_policy in enumerate(policy.get("portLevelSettings") or []):
+        where = index(join(path, "portLevelSettings"), i)
+        if port_policy.get("port") is None:
+            out.append(
+                (
+                    join(where, "port"),
+                    "portTrafficPolicy must have valid port: set port.number to the service port",
+                )
+            )
+        if not any(_given(port_policy, name) for name in _PORT_POLICY_FIELDS):
+            out.append(
+                (
+                    where,
+                    "port traffic policy must have at least one field: set one of"
+                    f" {', '.join(_PORT_POLICY_FIELDS)}",
+                )
+            )
+        else:
+            _check_policy_parts(port_policy, where, out)
 
 
 def check_destination_rule(spec: Spec) -> Problems:
@@ -524,7 +897,7 @@ def check_destination_rule(spec: Spec) -> Problems:
     if problem:
         out.append(("spec.host", problem))
     if spec.get("trafficPolicy") is not None:
-        _check_traffic_policy(spec["trafficPolicy"], "spec.trafficPolicy", out, top=True)
+        _check_traffic_policy(spec["trafficPolicy"], "spec.trafficPolicy", out)
     names: set[str] = set()
     for i, subset in enumerate(_items(spec, "subsets")):
         where = index("spec.subsets", i)
@@ -537,9 +910,7 @@ def check_destination_rule(spec: Spec) -> Problems:
         names.add(name)
         check_labels(subset.get("labels"), join(where, "labels"), out)
         if subset.get("trafficPolicy") is not None:
-            _check_traffic_policy(
-                subset["trafficPolicy"], join(where, "trafficPolicy"), out, top=True
-            )
+            _check_traffic_policy(subset["trafficPolicy"], join(where, "trafficPolicy"), out)
     selector = spec.get("workloadSelector") or {}
     check_labels(selector.get("matchLabels"), "spec.workloadSelector.matchLabels", out)
     _check_export_to(_items(spec, "exportTo"), "spec.exportTo", out)
