@@ -20,6 +20,8 @@ import pytest
 from click.testing import CliRunner
 from e2e_helpers import free_port, mesh_name
 
+from mizzen.mesh import control
+from mizzen.mesh.layout import MeshLayout
 from mizzen.runtime.processes import alive
 from mizzen.runtime.state import ProcRef, load_state, resolve_run_dir
 
@@ -218,15 +220,18 @@ def test_exited_container_is_restarted(web_mesh: str) -> None:
     app = next(r for p in state.pods if p.name == "web-1" for r in p.processes)
     os.kill(app.pid, signal.SIGKILL)
 
+    # The control socket directly: a `mizzen get` per poll (a new Python
+    # process) can be slower than the whole not-ready window on a busy machine.
+    socket_path = MeshLayout.load(name).control_socket
     deadline = time.monotonic() + 30
     seen_not_ready = False
     while time.monotonic() < deadline:
-        pods = json.loads(mizzen("get", "pods", "--name", name, "-o", "json").stdout)
+        pods = control.call(socket_path, {"op": "status"})["pods"]
         web1 = next(p for p in pods if p["name"] == "web-1")
         seen_not_ready |= not web1["ready"]
         if web1["restarts"] == 1 and web1["ready"]:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     else:
         pytest.fail(f"web-1 was not restarted and ready within 30 s: {web1}")
     assert seen_not_ready
