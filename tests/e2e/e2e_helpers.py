@@ -97,6 +97,38 @@ def poll(check: Callable[[], bool], deadline_s: float, what: str) -> float:
     pytest.fail(f"{what} did not happen within {deadline_s:.0f} s")
 
 
+def steady(check: Callable[[], bool], deadline_s: float, what: str, times: int = 3) -> None:
+    """Polls until ``check()`` holds ``times`` in a row: after a config
+    change, connections the sidecars already hold keep the old filters
+    until they drain (about a second), so one answer can still be stale."""
+    streak = [0]
+
+    def holds() -> bool:
+        streak[0] = streak[0] + 1 if check() else 0
+        return streak[0] >= times
+
+    poll(holds, deadline_s, what)
+
+
+def apply_text(layout: Any, directory: Path, name: str, text: str) -> Path:
+    """Applies ``text`` (written to ``directory/<name>.yaml``) to a running
+    mesh; fails the test on any error."""
+    from mizzen.mesh import control
+
+    path = directory / f"{name}.yaml"
+    path.write_text(text)
+    answer = control.call(layout.control_socket, {"op": "apply", "paths": [str(path)]})
+    assert answer["ok"] and not answer.get("errors"), answer
+    return path
+
+
+def delete_path(layout: Any, path: Path) -> None:
+    from mizzen.mesh import control
+
+    answer = control.call(layout.control_socket, {"op": "delete", "paths": [str(path)]})
+    assert answer["ok"], answer
+
+
 def injected_namespace(name: str) -> dict[str, object]:
     """A Namespace with sidecar injection on."""
     return {

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import jwt_tokens
 import pytest
-from e2e_helpers import free_port, mesh_name, mizzen, poll
+from e2e_helpers import apply_text, delete_path, free_port, mesh_name, mizzen, steady
 
 from mizzen.mesh import control
 from mizzen.mesh.launcher import LaunchError, launch, stop, wait_ready
@@ -106,32 +106,6 @@ def status_of(result: dict[str, Any]) -> int | str:
     return result.get("status") or "refused"
 
 
-def apply(layout: Any, tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    answer = control.call(layout.control_socket, {"op": "apply", "paths": [str(path)]})
-    assert answer["ok"] and not answer.get("errors"), answer
-    return path
-
-
-def delete(layout: Any, path: Path) -> None:
-    answer = control.call(layout.control_socket, {"op": "delete", "paths": [str(path)]})
-    assert answer["ok"], answer
-
-
-def steady(check: Callable[[], bool], deadline: float, what: str, times: int = 3) -> None:
-    """Polls until ``check()`` holds ``times`` in a row: after a policy
-    change, connections the sidecars already hold keep the old filters
-    until they drain (about a second), so one answer can still be stale."""
-    streak = [0]
-
-    def holds() -> bool:
-        streak[0] = streak[0] + 1 if check() else 0
-        return streak[0] >= times
-
-    poll(holds, deadline, what)
-
-
 def eventually(table: Callable[[], T], expected: T, what: str, deadline: float = 20) -> T:
     """Polls ``table()`` until it equals ``expected``; fails with the last one."""
     seen: list[T] = []
@@ -169,7 +143,7 @@ SELECT_HTTPBIN = "  selector:\n    matchLabels: {app: httpbin}\n"
 
 
 def test_allow_nothing_denies_every_request(mesh: Any, tmp_path: Path) -> None:
-    path = apply(mesh, tmp_path, "allow-nothing", policy("allow-nothing", SELECT_HTTPBIN))
+    path = apply_text(mesh, tmp_path, "allow-nothing", policy("allow-nothing", SELECT_HTTPBIN))
     try:
         settle(mesh, {("sleep-0", "GET", "/get"): 403, ("other-0", "POST", "/post"): 403})
         answer = request(mesh, "sleep-0", "/anything")
@@ -181,7 +155,7 @@ def test_allow_nothing_denies_every_request(mesh: Any, tmp_path: Path) -> None:
             "the denial in the access log",
         )
     finally:
-        delete(mesh, path)
+        delete_path(mesh, path)
     settle(mesh, {("sleep-0", "GET", "/get"): 200})
 
 
@@ -192,7 +166,7 @@ def test_allow_by_principal_and_method_and_deny_wins(mesh: Any, tmp_path: Path) 
         "  - from:\n    - source:\n        principals: [cluster.local/ns/authz/sa/sleep]\n"
         "    to:\n    - operation:\n        methods: [GET]\n",
     )
-    allowed = apply(mesh, tmp_path, "viewer", allow)
+    allowed = apply_text(mesh, tmp_path, "viewer", allow)
     try:
         settle(
             mesh,
@@ -231,7 +205,7 @@ def test_allow_by_principal_and_method_and_deny_wins(mesh: Any, tmp_path: Path) 
             SELECT_HTTPBIN + "  action: DENY\n  rules:\n"
             "  - to:\n    - operation:\n        paths: [/admin*]\n",
         )
-        denied = apply(mesh, tmp_path, "deny-admin", deny)
+        denied = apply_text(mesh, tmp_path, "deny-admin", deny)
         settle(mesh, {("sleep-0", "GET", "/admin/users"): 403, ("sleep-0", "GET", "/get"): 200})
         steady(
             lambda: (
@@ -241,9 +215,9 @@ def test_allow_by_principal_and_method_and_deny_wins(mesh: Any, tmp_path: Path) 
             10,
             "the DENY policy named in the access log",
         )
-        delete(mesh, denied)
+        delete_path(mesh, denied)
     finally:
-        delete(mesh, allowed)
+        delete_path(mesh, allowed)
     settle(mesh, {("other-0", "GET", "/get"): 200})
 
 
@@ -254,7 +228,7 @@ def test_explicit_deny_and_header_conditions(mesh: Any, tmp_path: Path) -> None:
         SELECT_HTTPBIN + "  action: DENY\n  rules:\n"
         "  - to:\n    - operation:\n        methods: [GET]\n        paths: [/get]\n",
     )
-    path = apply(mesh, tmp_path, "deny-get", deny_get)
+    path = apply_text(mesh, tmp_path, "deny-get", deny_get)
     settle(mesh, {("sleep-0", "GET", "/get"): 403, ("sleep-0", "POST", "/post"): 200})
     token_rule = policy(
         "deny-get",
@@ -262,7 +236,7 @@ def test_explicit_deny_and_header_conditions(mesh: Any, tmp_path: Path) -> None:
         "  - to:\n    - operation:\n        methods: [GET]\n"
         "    when:\n    - key: request.headers[x-token]\n      notValues: [admin]\n",
     )
-    apply(mesh, tmp_path, "deny-get", token_rule)
+    apply_text(mesh, tmp_path, "deny-get", token_rule)
     try:
 
         def token(value: str) -> int | str:
@@ -272,7 +246,7 @@ def test_explicit_deny_and_header_conditions(mesh: Any, tmp_path: Path) -> None:
         assert token("guest") == 403
         assert status_of(request(mesh, "sleep-0", "/get")) == 403
     finally:
-        delete(mesh, path)
+        delete_path(mesh, path)
 
 
 def test_tcp_allow_on_one_port_leaves_the_other_refused(mesh: Any, tmp_path: Path) -> None:
@@ -280,7 +254,7 @@ def test_tcp_allow_on_one_port_leaves_the_other_refused(mesh: Any, tmp_path: Pat
         "tcp-9000",
         SELECT_HTTPBIN + "  rules:\n  - to:\n    - operation:\n        ports: ['9000']\n",
     )
-    path = apply(mesh, tmp_path, "tcp", tcp)
+    path = apply_text(mesh, tmp_path, "tcp", tcp)
     try:
 
         def on(port: int) -> int | str:
@@ -295,10 +269,10 @@ def test_tcp_allow_on_one_port_leaves_the_other_refused(mesh: Any, tmp_path: Pat
             SELECT_HTTPBIN + "  rules:\n  - to:\n    - operation:\n"
             "        ports: ['9000']\n        methods: [GET]\n",
         )
-        apply(mesh, tmp_path, "tcp", http_only)
+        apply_text(mesh, tmp_path, "tcp", http_only)
         steady(lambda: on(9000) == "refused", 20, "HTTP-only rule dropped on TCP")
     finally:
-        delete(mesh, path)
+        delete_path(mesh, path)
     steady(lambda: status_of(request(mesh, "sleep-0", "/", port=9001)) == 200, 20, "9001 open")
 
 
@@ -321,7 +295,7 @@ def test_jwt_with_istios_sample_issuer_and_keys(mesh: Any, tmp_path: Path) -> No
         f"  - issuer: {jwt_tokens.ISSUER}\n    jwks: '{jwks}'\n"
         "    outputClaimToHeaders:\n    - {header: x-jwt-sub, claim: sub}\n"
     )
-    ra_path = apply(mesh, tmp_path, "ra", ra)
+    ra_path = apply_text(mesh, tmp_path, "ra", ra)
     demo, groups = jwt_tokens.load("demo"), jwt_tokens.load("groups-scope")
     try:
         steady(lambda: with_token(mesh, jwt_tokens.tampered(demo)) == 401, 20, "invalid token 401")
@@ -338,7 +312,7 @@ def test_jwt_with_istios_sample_issuer_and_keys(mesh: Any, tmp_path: Path) -> No
             SELECT_HTTPBIN + "  rules:\n  - from:\n    - source:\n"
             f"        requestPrincipals: [{jwt_tokens.ISSUER}/{jwt_tokens.ISSUER}]\n",
         )
-        ap_path = apply(mesh, tmp_path, "require", require)
+        ap_path = apply_text(mesh, tmp_path, "require", require)
         steady(lambda: with_token(mesh, None) == 403, 20, "a token is required")
         assert with_token(mesh, demo) == 200
 
@@ -348,12 +322,12 @@ def test_jwt_with_istios_sample_issuer_and_keys(mesh: Any, tmp_path: Path) -> No
             "        requestPrincipals: ['*']\n"
             "    when:\n    - key: request.auth.claims[groups]\n      values: [group1]\n",
         )
-        apply(mesh, tmp_path, "require", claims)
+        apply_text(mesh, tmp_path, "require", claims)
         steady(lambda: with_token(mesh, demo) == 403, 20, "the groups claim is required")
         assert with_token(mesh, groups) == 200
-        delete(mesh, ap_path)
+        delete_path(mesh, ap_path)
     finally:
-        delete(mesh, ra_path)
+        delete_path(mesh, ra_path)
 
 
 def test_jwt_keys_fetched_from_jwks_uri(mesh: Any, tmp_path: Path) -> None:
@@ -388,16 +362,16 @@ def test_jwt_keys_fetched_from_jwks_uri(mesh: Any, tmp_path: Path) -> None:
     )
     try:
         steady(lambda: fetches() >= 0, 10, "the JWKS server listening")
-        se_path = apply(mesh, tmp_path, "jwks-entry", entry)
-        ra_path = apply(mesh, tmp_path, "ra-uri", ra)
+        se_path = apply_text(mesh, tmp_path, "jwks-entry", entry)
+        ra_path = apply_text(mesh, tmp_path, "ra-uri", ra)
         token = issuer.sign({"sub": "alice", "exp": 4_000_000_000})
         steady(lambda: with_token(mesh, token) == 200, 30, "a token verified with fetched keys")
         assert fetches() >= 1, "the sidecar fetched the key set from the JWKS server"
         assert with_token(mesh, jwt_tokens.tampered(token)) == 401
         # Istio's sample token: a key this issuer's set does not have.
         assert with_token(mesh, jwt_tokens.load("demo")) == 401
-        delete(mesh, ra_path)
-        delete(mesh, se_path)
+        delete_path(mesh, ra_path)
+        delete_path(mesh, se_path)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -411,7 +385,7 @@ def test_custom_external_authorizer_decides(mesh: Any, tmp_path: Path) -> None:
             f"  provider:\n    name: {provider}\n"
             "  rules:\n  - to:\n    - operation:\n        paths: [/headers]\n",
         )
-        path = apply(mesh, tmp_path, f"custom-{provider}", custom)
+        path = apply_text(mesh, tmp_path, f"custom-{provider}", custom)
         try:
 
             def ask(value: str, where: str = "/headers") -> dict[str, Any]:
@@ -424,7 +398,7 @@ def test_custom_external_authorizer_decides(mesh: Any, tmp_path: Path) -> None:
             # Paths the CUSTOM rules do not match never reach the authorizer.
             assert status_of(ask("deny", "/get")) == 200
         finally:
-            delete(mesh, path)
+            delete_path(mesh, path)
 
     decided("http-authz")
     decided("grpc-authz")
@@ -438,7 +412,7 @@ def test_dry_run_denies_nothing_and_logs_what_it_would_deny(mesh: Any, tmp_path:
         "  - to:\n    - operation:\n        paths: [/dry-run-probe]\n",
         annotations='  annotations: {"istio.io/dry-run": "true"}\n',
     )
-    path = apply(mesh, tmp_path, "dry", dry)
+    path = apply_text(mesh, tmp_path, "dry", dry)
     try:
         marker = "dry-run-deny=ns[authz]-policy[deny-dry]-rule[0]"
 
@@ -448,7 +422,7 @@ def test_dry_run_denies_nothing_and_logs_what_it_would_deny(mesh: Any, tmp_path:
 
         steady(logged, 20, "the would-be denial in the access log")
     finally:
-        delete(mesh, path)
+        delete_path(mesh, path)
 
 
 # Seed 004's Mixer whitelist: preference takes requests only from
@@ -513,7 +487,7 @@ def test_seed_004_whitelist_and_its_translation_agree(mesh: Any, tmp_path: Path)
     }
     outcomes = {}
     for name, text in (("mixer", MIXER_WHITELIST), ("modern", MODERN_WHITELIST)):
-        path = apply(mesh, tmp_path, name, text)
+        path = apply_text(mesh, tmp_path, name, text)
         if name == "mixer":
             # apply says what to write instead.
             answer = control.call(mesh.control_socket, {"op": "apply", "paths": [str(path)]})
@@ -523,5 +497,5 @@ def test_seed_004_whitelist_and_its_translation_agree(mesh: Any, tmp_path: Path)
         try:
             outcomes[name] = eventually(table, expected, f"the {name} whitelist")
         finally:
-            delete(mesh, path)
+            delete_path(mesh, path)
     assert outcomes["mixer"] == outcomes["modern"]

@@ -17,12 +17,12 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import free_port, mesh_name, poll
+from e2e_helpers import apply_text, delete_path, free_port, mesh_name, poll, steady
 
 from mizzen.mesh import control
 from mizzen.mesh.admin import admin_get
@@ -134,32 +134,6 @@ def destination_rule(name: str, traffic_policy: str) -> str:
     )
 
 
-def apply(layout: Any, tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    answer = control.call(layout.control_socket, {"op": "apply", "paths": [str(path)]})
-    assert answer["ok"] and not answer.get("errors"), answer
-    return path
-
-
-def delete(layout: Any, path: Path) -> None:
-    answer = control.call(layout.control_socket, {"op": "delete", "paths": [str(path)]})
-    assert answer["ok"], answer
-
-
-def steady(check: Callable[[], bool], deadline: float, what: str, times: int = 2) -> None:
-    """Polls until ``check()`` holds ``times`` in a row: right after a
-    change, connections the sidecar already holds can still answer the old
-    way for a moment."""
-    streak = [0]
-
-    def holds() -> bool:
-        streak[0] = streak[0] + 1 if check() else 0
-        return streak[0] >= times
-
-    poll(holds, deadline, what)
-
-
 def failed_share(result: dict[str, Any]) -> float:
     return int(result["status"].get("500", 0)) / max(1, int(result["requests"]))
 
@@ -190,7 +164,7 @@ CIRCUIT_BREAKER = """\
 
 def test_circuit_breaker_trips_with_upstream_overflow(mesh: Any, tmp_path: Path) -> None:
     overflow = f"{CLUSTER}.upstream_rq_pending_overflow"
-    path = apply(mesh, tmp_path, "backend-cb", destination_rule("backend-cb", CIRCUIT_BREAKER))
+    path = apply_text(mesh, tmp_path, "backend-cb", destination_rule("backend-cb", CIRCUIT_BREAKER))
     try:
         steady(
             lambda: "503" in load(mesh, requests=40, concurrency=8)["status"],
@@ -212,7 +186,7 @@ def test_circuit_breaker_trips_with_upstream_overflow(mesh: Any, tmp_path: Path)
         uo = re.compile(rf'" 503 UO .* outbound\|80\|\|{re.escape(BACKEND)} ')
         poll(lambda: bool(uo.search(access_log(mesh))), 30, "503 UO in the client's access log")
     finally:
-        delete(mesh, path)
+        delete_path(mesh, path)
     steady(
         lambda: ok(load(mesh, requests=40, concurrency=8)) == 40,
         30,
@@ -239,7 +213,7 @@ def test_outlier_detection_ejects_the_failing_pod(mesh: Any, tmp_path: Path) -> 
     one_pod_fails(before)
 
     rule = destination_rule("backend-od", OUTLIER_DETECTION)
-    path = apply(mesh, tmp_path, "backend-od", rule)
+    path = apply_text(mesh, tmp_path, "backend-od", rule)
     try:
 
         def is_ejected() -> bool:
@@ -251,7 +225,7 @@ def test_outlier_detection_ejects_the_failing_pod(mesh: Any, tmp_path: Path) -> 
         assert result["requests"] == 300 and ok(result) >= 0.95 * 300, result
         one_pod_fails(result)
     finally:
-        delete(mesh, path)
+        delete_path(mesh, path)
     # Without the rule the failing pod is back in the pool.
     steady(
         lambda: failed_share(load(mesh, FAIL_ONE, requests=30)) > 0,
@@ -267,7 +241,7 @@ def test_consistent_hash_on_a_header_keeps_a_user_on_one_pod(mesh: Any, tmp_path
     rule = destination_rule(
         "backend-hash", "    loadBalancer:\n      consistentHash:\n        httpHeaderName: x-user\n"
     )
-    path = apply(mesh, tmp_path, "backend-hash", rule)
+    path = apply_text(mesh, tmp_path, "backend-hash", rule)
     try:
 
         def sticky() -> bool:
@@ -285,7 +259,7 @@ def test_consistent_hash_on_a_header_keeps_a_user_on_one_pod(mesh: Any, tmp_path
         alice = load(mesh, requests=50, concurrency=5, headers=("x-user: alice",))
         assert alice["status"] == {"200": 50} and len(alice["pods"]) == 1, alice
     finally:
-        delete(mesh, path)
+        delete_path(mesh, path)
     steady(
         lambda: len(load(mesh, requests=30, headers=("x-user: alice",))["pods"]) >= 2,
         30,
@@ -299,7 +273,7 @@ def test_consistent_hash_on_a_cookie_the_sidecar_sets(mesh: Any, tmp_path: Path)
         "    loadBalancer:\n      consistentHash:\n"
         "        httpCookie:\n          name: user\n          ttl: 60s\n",
     )
-    path = apply(mesh, tmp_path, "backend-cookie", rule)
+    path = apply_text(mesh, tmp_path, "backend-cookie", rule)
     try:
         steady(
             lambda: load(mesh, requests=1)["clients"][0]["set_cookie"].startswith("user="),
@@ -320,7 +294,7 @@ def test_consistent_hash_on_a_cookie_the_sidecar_sets(mesh: Any, tmp_path: Path)
         forgetful = load(mesh, requests=5)
         assert forgetful["clients"][0]["set_cookie_at"] == [0, 1, 2, 3, 4], forgetful
     finally:
-        delete(mesh, path)
+        delete_path(mesh, path)
     steady(
         lambda: load(mesh, requests=3, cookies=True)["clients"][0]["set_cookie_at"] == [],
         30,
@@ -336,7 +310,7 @@ def in_turn(layout: Any) -> bool:
 
 def test_round_robin_spreads_requests_evenly(mesh: Any, tmp_path: Path) -> None:
     rule = destination_rule("backend-rr", "    loadBalancer:\n      simple: ROUND_ROBIN\n")
-    path = apply(mesh, tmp_path, "backend-rr", rule)
+    path = apply_text(mesh, tmp_path, "backend-rr", rule)
     try:
         steady(lambda: in_turn(mesh), 30, "round robin in the client's sidecar")
         result = load(mesh, requests=300, concurrency=3)
@@ -344,7 +318,7 @@ def test_round_robin_spreads_requests_evenly(mesh: Any, tmp_path: Path) -> None:
         shares = {pod: result["pods"].get(pod, 0) / 300 for pod in BACKENDS}
         assert all(abs(share - 1 / 3) <= 0.05 for share in shares.values()), shares
     finally:
-        delete(mesh, path)
+        delete_path(mesh, path)
 
 
 def test_least_request_favours_the_fast_pods(mesh: Any, tmp_path: Path) -> None:
@@ -359,14 +333,14 @@ def test_least_request_favours_the_fast_pods(mesh: Any, tmp_path: Path) -> None:
     def balancer(simple: str) -> str:
         return destination_rule("backend-lb", f"    loadBalancer:\n      simple: {simple}\n")
 
-    path = apply(mesh, tmp_path, "backend-lb", balancer("ROUND_ROBIN"))
+    path = apply_text(mesh, tmp_path, "backend-lb", balancer("ROUND_ROBIN"))
     try:
         steady(lambda: in_turn(mesh), 30, "round robin in the client's sidecar")
         turns = load(mesh, SLOW_ONE, requests=300, concurrency=8, deadline=60)
         assert turns["status"] == {"200": 300}, turns
         assert abs(turns["pods"].get("backend-0", 0) / 300 - 1 / 3) <= 0.05, turns["pods"]
 
-        apply(mesh, tmp_path, "backend-lb", balancer("LEAST_REQUEST"))
+        apply_text(mesh, tmp_path, "backend-lb", balancer("LEAST_REQUEST"))
         steady(
             lambda: favours_fast(load(mesh, SLOW_ONE, requests=80, concurrency=8)),
             60,
@@ -376,7 +350,7 @@ def test_least_request_favours_the_fast_pods(mesh: Any, tmp_path: Path) -> None:
         assert result["status"] == {"200": 300}, result
         assert favours_fast(result), result["pods"]
     finally:
-        delete(mesh, path)
+        delete_path(mesh, path)
 
 
 def test_grpc_calls_on_one_connection_spread_over_the_pods(mesh: Any) -> None:
