@@ -46,7 +46,7 @@ def apply_notes(
             (t.rule.meta.namespace, t.rule.meta.name): t
             for t in mixer_translations(stored, plan_pods(stored), mesh)
         }
-    registry = MeshSnapshot("notes", mesh_services(stored, {}), {}, ())
+    registry: MeshSnapshot | None = None
     for r in applied:
         if isinstance(r.obj, LegacyAuthenticationPolicy):
             notes.extend(_legacy(r, r.obj, services, mesh.root_namespace))
@@ -56,10 +56,15 @@ def apply_notes(
             notes.extend(_mixer(r, found) if found is not None else [])
         elif isinstance(r.obj, DestinationRule):
             notes.extend(_origination(r, r.obj))
-        elif isinstance(r.obj, AuthorizationPolicy):
-            notes.extend(f"{_label(r)}: {n}" for n in _authorization(r.obj, mesh, registry))
-        elif isinstance(r.obj, RequestAuthentication):
-            notes.extend(f"{_label(r)}: {n}" for n in _jwks(r.obj, registry))
+        elif isinstance(r.obj, AuthorizationPolicy | RequestAuthentication):
+            # The services, built once and only when a policy needs them.
+            registry = registry or MeshSnapshot("notes", mesh_services(stored, {}), {}, ())
+            said = (
+                _authorization(r.obj, mesh, registry)
+                if isinstance(r.obj, AuthorizationPolicy)
+                else _jwks(r.obj, registry)
+            )
+            notes.extend(f"{_label(r)}: {n}" for n in said)
     return notes
 
 

@@ -441,13 +441,13 @@ def port_map(proxy: Proxy) -> dict[int, int]:
     return mapping
 
 
-def gateway_listener(snapshot: MeshSnapshot, proxy: Proxy, entry: GatewayServer) -> Any:
+def gateway_listener(
+    snapshot: MeshSnapshot, proxy: Proxy, entry: GatewayServer, security: SecurityFilters
+) -> Any:
     port = entry.listen_port
     name = names.listener_name(names.WILDCARD_ADDRESS, port)
     address = proxy.annotations.get(names.LISTEN_ADDRESS_ANNOTATION) or names.WILDCARD_ADDRESS
     listener = _listener(name, address, port_map(proxy).get(port, port), OUTBOUND)
-    # AuthorizationPolicies select gateways by their labels, like any workload.
-    security = workload_security(snapshot, proxy.namespace, proxy.labels)
     network_filter: Any
     if entry.is_http:
         network_filter = http_connection_manager(
@@ -476,10 +476,12 @@ def gateway_listener(snapshot: MeshSnapshot, proxy: Proxy, entry: GatewayServer)
 def gateway_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Any]:
     # TODO(tls): HTTPS and TLS servers need certificates (SDS); skipped for now.
     out: dict[int, Any] = {}
+    # AuthorizationPolicies select gateways by their labels, like any workload.
+    security = workload_security(snapshot, proxy.namespace, proxy.labels)
     for entry in selected_servers(snapshot, proxy):
         supported = entry.is_http or entry.server.port.protocol in ("TCP", "MONGO")
         if supported and entry.listen_port not in out:
-            out[entry.listen_port] = gateway_listener(snapshot, proxy, entry)
+            out[entry.listen_port] = gateway_listener(snapshot, proxy, entry, security)
     return list(out.values())
 
 
